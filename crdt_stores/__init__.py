@@ -1,0 +1,13 @@
+"""crdt-stores: realtime key-value stores for meetings, replicated peer to peer.
+
+``Meeting`` joins a room; ``meeting.stores`` holds its named ``Store`` objects,
+CRDT maps kept in sync with every other participant over WebRTC data channels.
+"""
+
+from .meeting import Meeting, PeerEvent
+from .store import Callback, Store, Stores
+from .values import StoreValue
+
+__version__ = "0.1.0"
+
+__all__ = ["Callback", "Meeting", "PeerEvent", "Store", "StoreValue", "Stores", "__version__"]

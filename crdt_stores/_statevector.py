@@ -1,0 +1,78 @@
+"""Yjs state vectors as Python dicts (``client id -> clock``).
+
+pycrdt hands out state vectors only as encoded bytes (lib0: a varuint count, then
+varuint client/clock pairs); comparing what two peers hold needs them decoded.
+"""
+
+from __future__ import annotations
+
+StateVector = dict[int, int]
+
+_MAX_ENTRIES = 1 << 20
+
+
+def _read_varuint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated state vector")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varuint too long in state vector")
+
+
+def _write_varuint(out: bytearray, value: int) -> None:
+    while value > 0x7F:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    out.append(value)
+
+
+def decode(data: bytes | bytearray) -> StateVector:
+    """Decode an encoded state vector; raises ``ValueError`` when malformed."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise ValueError("state vector must be bytes")
+    count, pos = _read_varuint(data, 0)
+    if count > _MAX_ENTRIES:
+        raise ValueError("state vector too large")
+    sv: StateVector = {}
+    for _ in range(count):
+        client, pos = _read_varuint(data, pos)
+        clock, pos = _read_varuint(data, pos)
+        sv[client] = clock
+    if pos != len(data):
+        raise ValueError("trailing bytes after state vector")
+    return sv
+
+
+def encode(sv: StateVector) -> bytes:
+    """Encode a state vector the way Yjs does (usable with ``Doc.get_update``)."""
+    out = bytearray()
+    _write_varuint(out, len(sv))
+    for client, clock in sv.items():
+        _write_varuint(out, client)
+        _write_varuint(out, clock)
+    return bytes(out)
+
+
+def covers(have: StateVector, want: StateVector) -> bool:
+    """True when ``have`` holds everything ``want`` describes."""
+    for client, clock in want.items():
+        if clock and have.get(client, 0) < clock:
+            return False
+    return True
+
+
+def merge(a: StateVector, b: StateVector) -> StateVector:
+    """Per-client maximum of two state vectors (a new dict)."""
+    out = dict(a)
+    for client, clock in b.items():
+        if clock > out.get(client, 0):
+            out[client] = clock
+    return out

@@ -1,0 +1,454 @@
+"""The peer-to-peer sync state machine: bytes in, bytes out, no I/O.
+
+One ``SyncEngine`` per meeting participant holds every store replica and the
+state of every link to another peer. The transport feeds it ``link_up``,
+``link_down`` and ``receive``; a clock feeds it ``tick``; it hands back frames
+through ``data_to_send``. The same object runs over the in-memory network and
+over WebRTC.
+
+Replication rules:
+
+* On a new link both sides send ``HELLO`` and ``SYNC`` (their state vectors); each
+  answers with a ``DIFF`` of what the other lacks.
+* Local deltas of one tick go out as one ``UPDATE`` per link. Each carries the
+  sender's state vectors of the stores it touches; receivers answer with their own
+  state vectors (``ACK``, or piggybacked on their next ``UPDATE``). Acks drive
+  ``synced()``.
+* New content is relayed at once to links the source peer is not linked to
+  (from its ``LINKS`` announcements); anti-entropy catches every other gap: a
+  link whose acknowledged state still lacks what this peer held one
+  ``sync_interval`` earlier is sent a ``DIFF`` from its acknowledged state.
+* Malformed frames, bad Yjs updates and oversize messages are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from . import _statevector as sv
+from . import wire
+from .replica import StoreReplica, UpdateError
+from .values import DEFAULT_MAX_VALUE_BYTES, check_key
+
+__all__ = ["SyncConfig", "SyncEngine"]
+
+log = logging.getLogger("crdt_stores")
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Timing and size settings of the sync protocol (seconds and bytes)."""
+
+    heartbeat_interval: float = 1.0
+    dead_after: float = 6.0
+    sync_interval: float = 1.0
+    ack_delay: float = 0.02
+    max_frame_bytes: int = wire.MAX_FRAME_BYTES
+    max_message_bytes: int = 512 * 1024 * 1024
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.dead_after <= self.heartbeat_interval:
+            raise ValueError("dead_after must be longer than heartbeat_interval")
+        if self.max_frame_bytes < 1024:
+            raise ValueError("max_frame_bytes must be at least 1024")
+
+
+@dataclass(eq=False)
+class _Link:
+    peer: str
+    opened: float
+    last_recv: float
+    last_sent: float
+    remote_states: dict[str, sv.StateVector] = field(default_factory=dict)
+    remote_links: set[str] | None = None
+    synced_once: bool = False  # the peer's SYNC (its full state) has arrived
+    reassembler: wire.Reassembler | None = None
+    # what goes out at the next flush
+    hello: bool = True
+    sync: bool = True
+    announce_links: bool = False
+    diffs: dict[str, bytes] = field(default_factory=dict)
+    updates: dict[str, list[bytes]] = field(default_factory=dict)
+    states_now: set[str] = field(default_factory=set)
+    states_later: set[str] = field(default_factory=set)
+    states_due: float | None = None
+    heartbeat: bool = False
+    # anti-entropy, per store: (our state when a gap was seen, repairs sent since)
+    suspect: dict[str, tuple[sv.StateVector, int]] = field(default_factory=dict)
+
+    def pending(self) -> bool:
+        return bool(
+            self.hello
+            or self.sync
+            or self.announce_links
+            or self.diffs
+            or self.updates
+            or self.states_now
+            or self.heartbeat
+        )
+
+
+class SyncEngine:
+    """Replicates a set of named stores with every linked peer."""
+
+    def __init__(
+        self,
+        peer_id: str,
+        config: SyncConfig | None = None,
+        *,
+        on_store_added: Callable[[StoreReplica], None] | None = None,
+        on_link_dead: Callable[[str], None] | None = None,
+    ) -> None:
+        self.peer_id = peer_id
+        self.config = config or SyncConfig()
+        self.on_store_added = on_store_added
+        self.on_link_dead = on_link_dead
+        self.stats: Counter[str] = Counter()
+        self._stores: dict[str, StoreReplica] = {}
+        self._links: dict[str, _Link] = {}
+        self._now = 0.0
+        self._next_sync_check = 0.0
+        self._message_ids = itertools.count()
+        self._pending_bytes = 0
+
+    # -- stores -------------------------------------------------------------------
+
+    def store(self, name: str) -> StoreReplica | None:
+        return self._stores.get(name)
+
+    @property
+    def stores(self) -> dict[str, StoreReplica]:
+        return self._stores
+
+    def create_store(self, name: str) -> StoreReplica:
+        """Get or create a store; a new one is announced to every linked peer."""
+        replica = self._stores.get(name)
+        if replica is None:
+            name = check_key(name, "store name")
+            replica = self._add_store(name)
+            for link in self._links.values():
+                link.states_now.add(name)
+        return replica
+
+    def _add_store(self, name: str) -> StoreReplica:
+        replica = StoreReplica(name, max_value_bytes=self.config.max_value_bytes)
+        self._stores[name] = replica
+        if self.on_store_added is not None:
+            self.on_store_added(replica)
+        return replica
+
+    def _remote_store(self, name: str) -> StoreReplica | None:
+        replica = self._stores.get(name)
+        if replica is None:
+            try:
+                name = check_key(name, "store name")
+            except (TypeError, ValueError):
+                self.stats["bad_store_name"] += 1
+                return None
+            replica = self._add_store(name)
+            # Tell the other links too: store existence spreads like content.
+            for link in self._links.values():
+                link.states_later.add(name)
+                self._due(link)
+        return replica
+
+    def commit(self, name: str) -> int:
+        """Queue the local deltas of store ``name`` for every link; returns their size."""
+        replica = self._stores[name]
+        deltas = replica.take_outbox()
+        if not deltas:
+            return 0
+        for link in self._links.values():
+            link.updates.setdefault(name, []).extend(deltas)
+        size = sum(len(d) for d in deltas)
+        self._pending_bytes += size * len(self._links)
+        return size
+
+    # -- links --------------------------------------------------------------------
+
+    @property
+    def peers(self) -> list[str]:
+        return list(self._links)
+
+    def link_up(self, peer: str, now: float) -> None:
+        """A data channel to ``peer`` opened (a reconnect is just a new link)."""
+        self._now = now
+        self._links.pop(peer, None)
+        self._links[peer] = _Link(
+            peer,
+            opened=now,
+            last_recv=now,
+            last_sent=now,
+            reassembler=wire.Reassembler(self.config.max_message_bytes),
+        )
+        self._announce_links(except_peer=peer)
+
+    def link_down(self, peer: str) -> bool:
+        """The link to ``peer`` closed; returns False if there was none."""
+        if self._links.pop(peer, None) is None:
+            return False
+        self._announce_links()
+        return True
+
+    def _announce_links(self, except_peer: str | None = None) -> None:
+        for link in self._links.values():
+            if link.peer != except_peer:
+                link.announce_links = True
+
+    # -- input --------------------------------------------------------------------
+
+    def receive(self, peer: str, frame: bytes, now: float) -> None:
+        """Handle one frame from ``peer``. Never raises for bad input."""
+        self._now = now
+        link = self._links.get(peer)
+        if link is None:
+            self.stats["frame_without_link"] += 1
+            return
+        link.last_recv = now
+        self.stats["frames_in"] += 1
+        self.stats["bytes_in"] += len(frame)
+        try:
+            message = wire.decode_frame(frame, self.config.max_frame_bytes)
+            if message.kind == wire.CHUNK:
+                assert message.chunk is not None and link.reassembler is not None
+                whole = link.reassembler.add(*message.chunk)
+                if whole is None:
+                    return
+                message = wire.decode_frame(whole, self.config.max_message_bytes)
+                if message.kind == wire.CHUNK:
+                    raise wire.ProtocolError("malformed", "chunk inside a chunk")
+            self._handle(link, message)
+        except wire.ProtocolError as exc:
+            self.stats[exc.reason] += 1
+            log.debug("dropped frame from %s: %s", peer, exc)
+        except Exception:
+            self.stats["handler_error"] += 1
+            log.exception("error handling a frame from %s", peer)
+
+    def _handle(self, link: _Link, message: wire.Message) -> None:
+        kind = message.kind
+        self.stats[f"in:{kind}"] += 1
+        if kind == wire.HELLO:
+            link.remote_links = set(message.links or ())
+        elif kind == wire.LINKS:
+            link.remote_links = set(message.links or ())
+        elif kind == wire.SYNC:
+            link.synced_once = True
+            states = self._learn_states(link, message.states or {})
+            for name, replica in self._stores.items():
+                if name not in states or not sv.covers(
+                    states[name], replica.state_vector_dict()
+                ):
+                    link.diffs[name] = replica.diff(sv.encode(states.get(name, {})))
+        elif kind == wire.ACK:
+            self._learn_states(link, message.states or {})
+        elif kind == wire.DIFF:
+            assert message.diffs is not None
+            self._apply(link, {name: [diff] for name, diff in message.diffs.items()})
+            self._learn_states(link, message.states or {})
+            # Always answer a diff, even a useless one: the sender is waiting on our
+            # state, and a lost ack would otherwise make it resend forever.
+            link.states_now.update(message.diffs)
+        elif kind == wire.UPDATE:
+            assert message.updates is not None
+            self._apply(link, message.updates)
+            self._learn_states(link, message.states or {})
+        elif kind == wire.HEARTBEAT:
+            pass
+        else:
+            self.stats["unknown_kind"] += 1
+
+    def _learn_states(self, link: _Link, states: dict[str, bytes]) -> dict[str, sv.StateVector]:
+        learned: dict[str, sv.StateVector] = {}
+        for name, encoded in states.items():
+            try:
+                vector = sv.decode(encoded)
+            except ValueError:
+                self.stats["malformed_state"] += 1
+                continue
+            if self._remote_store(name) is None:
+                continue
+            known = link.remote_states.get(name)
+            vector = vector if known is None else sv.merge(known, vector)
+            link.remote_states[name] = vector
+            learned[name] = vector
+        return learned
+
+    def _apply(self, source: _Link, updates: dict[str, list[bytes]]) -> None:
+        for name, deltas in updates.items():
+            replica = self._remote_store(name)
+            if replica is None:
+                continue
+            fresh: list[bytes] = []
+            for delta in deltas:
+                try:
+                    new = replica.apply(delta)
+                except UpdateError as exc:
+                    self.stats["bad_update"] += 1
+                    log.warning("dropped a bad update for store %r from %s: %s", name, source.peer, exc)
+                    continue
+                if new is not None:
+                    fresh.append(new)
+            if not fresh:
+                continue
+            self.stats["updates_applied"] += len(fresh)
+            source.states_now.add(name)
+            for link in self._links.values():
+                if link is source:
+                    continue
+                if source.remote_links is None or link.peer not in source.remote_links:
+                    link.updates.setdefault(name, []).extend(fresh)
+                else:
+                    link.states_later.add(name)
+                    self._due(link)
+            self.commit(name)  # compaction deltas, if this replica made any
+
+    def _due(self, link: _Link) -> None:
+        if link.states_due is None:
+            link.states_due = self._now + self.config.ack_delay
+
+    # -- timers -------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Heartbeats, dead-link detection, delayed acks and anti-entropy."""
+        self._now = now
+        config = self.config
+        for link in list(self._links.values()):
+            if now - link.last_recv > config.dead_after:
+                self.stats["links_dead"] += 1
+                self.link_down(link.peer)
+                if self.on_link_dead is not None:
+                    self.on_link_dead(link.peer)
+                continue
+            if link.states_due is not None and now >= link.states_due:
+                link.states_now |= link.states_later
+                link.states_later.clear()
+                link.states_due = None
+            if now - link.last_sent >= config.heartbeat_interval:
+                link.heartbeat = True
+        if now >= self._next_sync_check:
+            self._next_sync_check = now + config.sync_interval
+            self._anti_entropy()
+
+    def _anti_entropy(self) -> None:
+        for link in self._links.values():
+            for name, replica in self._stores.items():
+                local = replica.state_vector_dict()
+                remote = link.remote_states.get(name)
+                if remote is not None and sv.covers(remote, local):
+                    link.suspect.pop(name, None)
+                    continue
+                seen = link.suspect.get(name)
+                if seen is None:
+                    # A gap first seen now may be in flight; look again next time.
+                    link.suspect[name] = (dict(local), 0)
+                    continue
+                snapshot, repairs = seen
+                if remote is not None and sv.covers(remote, snapshot):
+                    link.suspect[name] = (dict(local), 0)  # progress: a new gap, wait again
+                    continue
+                # Backoff: a peer too busy to ack should not be flooded with repairs.
+                repairs += 1
+                link.suspect[name] = (snapshot, repairs)
+                if repairs & (repairs - 1) == 0:  # 1st, 2nd, 4th, 8th... check
+                    self.stats["repairs"] += 1
+                    link.diffs[name] = replica.diff(sv.encode(remote or {}))
+                    link.states_now.add(name)
+
+    # -- output -------------------------------------------------------------------
+
+    def data_to_send(self, now: float | None = None) -> list[tuple[str, bytes]]:
+        """Frames to send now, coalesced: at most a few messages per link."""
+        if now is not None:
+            self._now = now
+        self._pending_bytes = 0
+        out: list[tuple[str, bytes]] = []
+        for link in self._links.values():
+            if not link.pending():
+                continue
+            messages: list[bytes] = []
+            if link.hello:
+                messages.append(wire.encode(wire.HELLO, self.peer_id, self._link_ids(link)))
+                link.hello = link.announce_links = False
+            if link.announce_links:
+                messages.append(wire.encode(wire.LINKS, self._link_ids(link)))
+                link.announce_links = False
+            if link.sync:
+                states = {name: r.state_vector() for name, r in self._stores.items()}
+                messages.append(wire.encode(wire.SYNC, states))
+                link.sync = False
+            states_for = link.states_now
+            if link.diffs or link.updates or states_for:
+                states_for |= link.states_later
+                link.states_later = set()
+                link.states_due = None
+            if link.diffs:
+                diffs = link.diffs
+                link.diffs = {}
+                messages.append(wire.encode(wire.DIFF, diffs, self._states(diffs)))
+                states_for.difference_update(diffs)
+            if link.updates:
+                updates = link.updates
+                link.updates = {}
+                states_for.update(updates)
+                messages.append(wire.encode(wire.UPDATE, updates, self._states(states_for)))
+            elif states_for:
+                messages.append(wire.encode(wire.ACK, self._states(states_for)))
+            link.states_now = set()
+            if link.heartbeat and not messages:
+                messages.append(wire.encode(wire.HEARTBEAT))
+            link.heartbeat = False
+            link.last_sent = self._now
+            for message in messages:
+                for frame in wire.frames(message, next(self._message_ids), self.config.max_frame_bytes):
+                    out.append((link.peer, frame))
+                    self.stats["frames_out"] += 1
+                    self.stats["bytes_out"] += len(frame)
+        return out
+
+    def _states(self, names: Iterable[str]) -> dict[str, bytes]:
+        stores = self._stores
+        return {name: stores[name].state_vector() for name in names if name in stores}
+
+    def _link_ids(self, link: _Link) -> list[str]:
+        return [peer for peer in self._links if peer != link.peer]
+
+    # -- status -------------------------------------------------------------------
+
+    def is_synced(self) -> bool:
+        """True when this peer and every linked peer hold the same state of every store.
+
+        That is: each linked peer has acknowledged holding all of this peer's
+        state, and this peer holds everything each of them reported holding.
+        """
+        return not self.unsynced_peers(first_only=True)
+
+    def unsynced_peers(self, *, first_only: bool = False) -> list[str]:
+        """Linked peers whose acknowledged state differs from this peer's."""
+        out = []
+        for peer, link in self._links.items():
+            if not link.synced_once or not self._link_synced(link):
+                out.append(peer)
+                if first_only:
+                    break
+        return out
+
+    def _link_synced(self, link: _Link) -> bool:
+        remote_states = link.remote_states
+        if len(remote_states) < len(self._stores):
+            return False
+        stores = self._stores
+        for name, remote in remote_states.items():
+            local = stores[name].state_vector_dict()
+            if not sv.covers(remote, local) or not sv.covers(local, remote):
+                return False
+        return True
+
+    def pending_bytes(self) -> int:
+        """Bytes of local deltas queued for the next flush (for backpressure)."""
+        return self._pending_bytes

@@ -1,0 +1,521 @@
+"""One store's CRDT state: a Lamport-ordered log of writes kept in a pycrdt array.
+
+Layout (the idea of Yjs' ``YKeyValue``, plus ordering and merge rules):
+
+* A store is one pycrdt ``Doc`` whose root ``Array`` ("entries") holds CBOR-encoded
+  *entries* ``[key, op, payload, lamport, author]``: ``set`` (op 0), dict ``update``
+  (1, a shallow merge), list ``update`` (2, an append) and ``delete`` (3).
+* A key's value is the fold of its entries in ``(lamport, author)`` order. Lamport
+  clocks follow causality, so a write that saw another one always comes after it;
+  concurrent writes are ordered by the writer's replica id, the same on every peer.
+* Entries that can no longer change any fold are deleted from the array (a write
+  deletes what it supersedes in the same transaction). A deleted run of array items
+  collapses into one small tombstone, so history costs bytes per writer burst, not
+  per write — unlike ``Y.Map``, which keeps one tombstone per overwrite.
+
+Nothing here does I/O: writes return Yjs deltas through ``take_outbox()``, remote
+deltas go in through ``apply()``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final
+
+import cbor2
+from pycrdt import Array, Doc, TransactionEvent
+
+from . import _statevector
+from .values import (
+    DEFAULT_MAX_VALUE_BYTES,
+    StoreValue,
+    check_key,
+    decode,
+    encode,
+    is_valid,
+    normalize,
+    same_value,
+)
+
+__all__ = ["MISSING", "Entry", "StoreReplica", "UpdateError", "is_empty_update"]
+
+log = logging.getLogger("crdt_stores")
+
+SET: Final = 0
+MERGE: Final = 1
+APPEND: Final = 2
+DELETE: Final = 3
+
+WILDCARD: Final = "*"
+_LOCAL: Final = "crdt-stores/local"
+_EMPTY_UPDATE: Final = b"\x00\x00"
+_ENTRY_HEAD: Final = b"\x85"  # CBOR array of 5 items; the items are encoded separately
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+"""Marks a key without a value (never written, or deleted)."""
+
+ChangeListener = Callable[[dict[str, Any], bool], None]
+"""Called after each transaction with ``{key: value or MISSING}`` and ``local``."""
+
+
+class UpdateError(ValueError):
+    """A remote Yjs update could not be decoded or applied; nothing was changed."""
+
+
+class Entry:
+    """One write in the log; compared by identity."""
+
+    __slots__ = ("key", "op", "payload", "order", "pos")
+
+    def __init__(self, key: str | None, op: int, payload: Any, order: tuple[int, int], pos: int):
+        self.key = key  # None: an entry a peer wrote that we cannot use (kept inert)
+        self.op = op
+        self.payload = payload
+        self.order = order
+        self.pos = pos  # index hint into the mirror; may lag behind deletions
+
+    def __repr__(self) -> str:
+        return f"Entry({self.key!r}, op={self.op}, order={self.order})"
+
+
+def _order(entry: Entry) -> tuple[int, int]:
+    return entry.order
+
+
+def _parse(blob: object, pos: int) -> Entry:
+    """Decode an entry from the array; anything malformed becomes an inert entry."""
+    try:
+        if not isinstance(blob, (bytes, bytearray)):
+            raise ValueError("not bytes")
+        item = decode(blob)
+        key, op, payload, lamport, author = item
+        if type(key) is not str or not key or key == WILDCARD:
+            raise ValueError("bad key")
+        if type(lamport) is not int or type(author) is not int or lamport < 0 or author < 0:
+            raise ValueError("bad order")
+        if op == SET:
+            ok = is_valid(payload)
+        elif op == MERGE:
+            ok = type(payload) is dict and is_valid(payload)
+        elif op == APPEND:
+            ok = type(payload) is list and is_valid(payload)
+        elif op == DELETE:
+            ok = payload is None
+        else:
+            ok = False
+        if not ok:
+            raise ValueError("bad payload")
+    except (ValueError, TypeError):
+        return Entry(None, -1, None, (0, 0), pos)
+    return Entry(key, op, payload, (lamport, author), pos)
+
+
+def _apply_op(value: Any, entry: Entry) -> Any:
+    """Apply one entry on top of ``value``; containers returned are owned by the caller."""
+    op = entry.op
+    payload = entry.payload
+    if op == SET:
+        kind = type(payload)
+        if kind is dict:
+            return dict(payload)
+        if kind is list:
+            return list(payload)
+        return payload
+    if op == MERGE:
+        if type(value) is dict:
+            value.update(payload)
+            return value
+        return dict(payload)
+    if op == APPEND:
+        if type(value) is list:
+            value.extend(payload)
+            return value
+        return list(payload)
+    return MISSING
+
+
+def _fold(entries: list[Entry]) -> Any:
+    start = 0
+    for i in range(len(entries) - 1, -1, -1):
+        if entries[i].op in (SET, DELETE):
+            start = i
+            break
+    value: Any = MISSING
+    for entry in entries[start:]:
+        value = _apply_op(value, entry)
+    return value
+
+
+def _dead(entries: list[Entry]) -> list[Entry]:
+    """Entries whose removal cannot change the fold, whatever arrives later.
+
+    Everything before the last set/delete is dead. A dict update is dead when later
+    dict updates overwrite all of its fields: with or without it, the fold differs at
+    most in those fields (or in a list that a later dict update replaces), so the
+    result is the same for any entries that may still arrive in between.
+    """
+    dead: list[Entry] = []
+    covered: set[str] = set()
+    merges_after = False
+    reset = False
+    for entry in reversed(entries):
+        if reset:
+            dead.append(entry)
+        elif entry.op == SET or entry.op == DELETE:
+            reset = True
+        elif entry.op == MERGE:
+            if merges_after and covered.issuperset(entry.payload):
+                dead.append(entry)
+            else:
+                covered.update(entry.payload)
+            merges_after = True
+    return dead
+
+
+def _dominated(entries: list[Entry], entry: Entry) -> bool:
+    """True when a set/delete ordered after ``entry`` hides it."""
+    i = bisect.bisect_right(entries, entry.order, key=_order)
+    return any(e.op == SET or e.op == DELETE for e in entries[i:])
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Sorted unique indices -> (start, length) runs, last run first."""
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and runs[-1][0] + runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((i, 1))
+    runs.reverse()
+    return runs
+
+
+class StoreReplica:
+    """The CRDT of one named store, held by one peer."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        client_id: int | None = None,
+    ) -> None:
+        self.name = name
+        self.max_value_bytes = max_value_bytes
+        self.on_change: ChangeListener | None = None
+        self._doc: Doc = Doc(client_id=client_id)
+        self._array: Array = self._doc.get("entries", type=Array)
+        self._author = self._doc.client_id
+        self._mirror: list[Entry] = []  # the array's items, in array order
+        self._by_key: dict[str, list[Entry]] = {}  # each sorted by order
+        self._values: dict[str, Any] = {}  # folded value of every present key
+        self._lamport = 0
+        self._outbox: list[bytes] = []
+        self._txn_update: bytes | None = None
+        self._txn_changes: dict[str, Any] = {}
+        self._local_entries: list[Entry] | None = None
+        self._sv: bytes | None = None
+        self._sv_dict: _statevector.StateVector | None = None
+        self._doc.observe(self._on_transaction)
+        self._array.observe(self._on_array)
+
+    # -- reads -------------------------------------------------------------------
+
+    @property
+    def client_id(self) -> int:
+        """This replica's Yjs client id (the ``author`` of its entries)."""
+        return self._author
+
+    def get(self, key: str) -> Any:
+        """The live value of ``key`` (not a copy: callers copy), or ``MISSING``."""
+        return self._values.get(key, MISSING)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return iter(self._values.items())
+
+    def keys(self) -> list[str]:
+        return list(self._values)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @property
+    def entry_count(self) -> int:
+        """Entries still in the array (live ones and not yet compacted ones)."""
+        return len(self._mirror)
+
+    def state_vector(self) -> bytes:
+        """Encoded Yjs state vector of this store."""
+        if self._sv is None:
+            self._sv = self._doc.get_state()
+        return self._sv
+
+    def state_vector_dict(self) -> _statevector.StateVector:
+        if self._sv_dict is None:
+            self._sv_dict = _statevector.decode(self.state_vector())
+        return self._sv_dict
+
+    def diff(self, state_vector: bytes | None = None) -> bytes:
+        """Yjs update with everything a peer at ``state_vector`` lacks (all if None)."""
+        return self._doc.get_update(state_vector)
+
+    def take_outbox(self) -> list[bytes]:
+        """Deltas of local transactions since the last call (writes and compactions)."""
+        out = self._outbox
+        self._outbox = []
+        return out
+
+    # -- local writes ------------------------------------------------------------
+
+    def set(self, key: str, value: object) -> None:
+        self.bulk_set({key: value}, _what="set")
+
+    def update(self, key: str, value: object) -> None:
+        key = _write_key(key)
+        norm = normalize(value)
+        kind = type(norm)
+        op = MERGE if kind is dict else APPEND if kind is list else SET
+        self._write([self._op(key, op, norm)])
+
+    def delete(self, key: str) -> None:
+        self.bulk_delete([key])
+
+    def bulk_set(self, mapping: Mapping[str, object], *, _what: str = "bulk_set") -> None:
+        if not isinstance(mapping, Mapping):
+            raise TypeError(f"{_what} takes a mapping of key to value, not {type(mapping).__name__}")
+        ops: dict[str, tuple[str, int, Any, bytes]] = {}
+        for key, value in mapping.items():
+            key = _write_key(key)
+            ops[key] = self._op(key, SET, normalize(value))
+        self._write(list(ops.values()))
+
+    def bulk_delete(self, keys: Iterable[str]) -> None:
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+            raise TypeError("bulk_delete takes an iterable of keys")
+        wanted = {_write_key(key): None for key in keys}
+        self._write([(key, DELETE, None, b"\xf6") for key in wanted if key in self._values])
+
+    def clear(self) -> None:
+        self._write([(key, DELETE, None, b"\xf6") for key in self._values])
+
+    def _op(self, key: str, op: int, payload: Any) -> tuple[str, int, Any, bytes]:
+        blob = encode(payload)
+        if len(blob) > self.max_value_bytes:
+            raise ValueError(
+                f"value for {key!r} encodes to {len(blob)} bytes; the limit is {self.max_value_bytes}"
+            )
+        return key, op, payload, blob
+
+    def _write(self, ops: list[tuple[str, int, Any, bytes]]) -> None:
+        """One transaction: append the entries, delete what they supersede."""
+        if not ops:
+            return
+        lamport = self._lamport + 1
+        order = (lamport, self._author)
+        tail = cbor2.dumps(lamport) + cbor2.dumps(self._author)
+        base = len(self._mirror)
+        entries: list[Entry] = []
+        blobs: list[bytes] = []
+        dead: list[Entry] = []
+        for i, (key, op, payload, blob) in enumerate(ops):
+            entry = Entry(key, op, payload, order, base + i)
+            entries.append(entry)
+            blobs.append(
+                _ENTRY_HEAD + cbor2.dumps(key) + bytes((op,)) + blob + tail
+            )
+            existing = self._by_key.get(key)
+            if existing:
+                dead.extend(_dead([*existing, entry]))
+        doomed = sorted({self._index_of(entry) for entry in dead})
+        self._local_entries = entries
+        try:
+            with self._doc.transaction(origin=_LOCAL):
+                for start, length in _runs(doomed):
+                    del self._array[start : start + length]
+                self._array.extend(blobs)
+        finally:
+            self._local_entries = None
+        self._lamport = lamport
+        self._after_transaction(local=True)
+
+    def _index_of(self, entry: Entry) -> int:
+        mirror = self._mirror
+        hint = min(entry.pos, len(mirror) - 1)
+        try:
+            # Insertions go to the end, so an entry only drifts left, by deletions.
+            index = mirror.index(entry, max(0, hint - 256), hint + 1)
+        except ValueError:
+            index = mirror.index(entry)
+        entry.pos = index
+        return index
+
+    # -- remote updates ----------------------------------------------------------
+
+    def apply(self, update: bytes | bytearray) -> bytes | None:
+        """Apply a remote Yjs update; returns what was new in it (None if nothing).
+
+        Raises ``UpdateError`` (nothing applied) when the update is malformed.
+        Superseded entries this replica is responsible for are compacted in a
+        follow-up local transaction, whose delta lands in the outbox.
+        """
+        if not isinstance(update, (bytes, bytearray)):
+            raise UpdateError("update must be bytes")
+        try:
+            self._doc.apply_update(bytes(update))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # pyo3 PanicException derives from BaseException
+            self._txn_update = None
+            self._txn_changes = {}
+            raise UpdateError(f"bad Yjs update: {type(exc).__name__}: {exc}") from None
+        new = self._txn_update
+        changed = list(self._txn_changes)
+        self._after_transaction(local=False)
+        self._compact(changed)
+        return new
+
+    def _compact(self, keys: Iterable[str]) -> None:
+        """Delete superseded entries of ``keys`` whose newest entry this replica wrote."""
+        dead: list[Entry] = []
+        for key in keys:
+            entries = self._by_key.get(key)
+            if entries and entries[-1].order[1] == self._author:
+                dead.extend(_dead(entries))
+        if not dead:
+            return
+        doomed = sorted({self._index_of(entry) for entry in dead})
+        with self._doc.transaction(origin=_LOCAL):
+            for start, length in _runs(doomed):
+                del self._array[start : start + length]
+        self._after_transaction(local=True)
+
+    # -- observers ---------------------------------------------------------------
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        update = event.update
+        if update and update != _EMPTY_UPDATE:
+            self._txn_update = update
+        self._sv = None
+        self._sv_dict = None
+
+    def _on_array(self, event: Any) -> None:
+        mirror = self._mirror
+        local = self._local_entries
+        inserted: list[Entry] = []
+        removed: list[Entry] = []
+        index = 0
+        for part in event.delta:
+            if "retain" in part:
+                index += part["retain"]
+            elif "delete" in part:
+                count = part["delete"]
+                removed.extend(mirror[index : index + count])
+                del mirror[index : index + count]
+            else:
+                blobs = part["insert"]
+                if local is not None:
+                    new = local[len(inserted) : len(inserted) + len(blobs)]
+                    for offset, entry in enumerate(new):
+                        entry.pos = index + offset
+                else:
+                    new = [_parse(blob, index + i) for i, blob in enumerate(blobs)]
+                mirror[index:index] = new
+                index += len(new)
+                inserted.extend(new)
+        self._integrate(inserted, removed)
+
+    def _integrate(self, inserted: list[Entry], removed: list[Entry]) -> None:
+        """Update per-key entry lists and folded values; record which keys changed."""
+        by_key = self._by_key
+        refold: set[str] = set()
+        for entry in removed:
+            key = entry.key
+            if key is None:
+                continue
+            entries = by_key[key]
+            entries.remove(entry)
+            refold.add(key)
+        fresh: dict[str, list[Entry]] = {}
+        for entry in inserted:
+            key = entry.key
+            if key is None:
+                continue
+            if entry.order[0] > self._lamport:
+                self._lamport = entry.order[0]
+            fresh.setdefault(key, []).append(entry)
+        changes = self._txn_changes
+        values = self._values
+        for key, new in fresh.items():
+            entries = by_key.setdefault(key, [])
+            tail = not entries or entries[-1].order < min(e.order for e in new)
+            new.sort(key=_order)
+            if tail:
+                entries.extend(new)
+            else:
+                for entry in new:
+                    bisect.insort(entries, entry, key=_order)
+            if tail and key not in refold:
+                value = values.get(key, MISSING)
+                for entry in new:
+                    value = _apply_op(value, entry)
+                effective = True
+            else:
+                value = _fold(entries)
+                effective = any(not _dominated(entries, entry) for entry in new)
+                refold.discard(key)
+            if value is MISSING:
+                values.pop(key, None)
+            else:
+                values[key] = value
+            if effective:
+                changes[key] = value
+        for key in refold:
+            entries = by_key[key]
+            old = values.get(key, MISSING)
+            value = _fold(entries) if entries else MISSING
+            if not entries:
+                del by_key[key]
+            if value is MISSING:
+                values.pop(key, None)
+            else:
+                values[key] = value
+            if (value is MISSING) != (old is MISSING) or (
+                value is not MISSING and not same_value(old, value)
+            ):
+                changes[key] = value
+
+    def _after_transaction(self, *, local: bool) -> None:
+        update = self._txn_update
+        changes = self._txn_changes
+        self._txn_update = None
+        self._txn_changes = {}
+        if local and update is not None:
+            self._outbox.append(update)
+        if changes and self.on_change is not None:
+            self.on_change(changes, local)
+
+
+def _write_key(key: object) -> str:
+    key = check_key(key)
+    if key == WILDCARD:
+        raise ValueError('the key "*" is reserved for subscribing to every key')
+    return key  # type: ignore[return-value]
+
+
+def is_empty_update(update: bytes | bytearray) -> bool:
+    """True for the update Yjs encodes when there is nothing to send."""
+    return update == _EMPTY_UPDATE
+

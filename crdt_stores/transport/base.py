@@ -1,0 +1,50 @@
+"""What a ``Meeting`` needs from a network: links to peers that carry frames."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Protocol
+
+__all__ = ["Transport", "TransportHandler"]
+
+
+class TransportHandler(Protocol):
+    """Callbacks a transport makes, always from the event loop's thread."""
+
+    def link_up(self, peer: str) -> None:
+        """A reliable, ordered channel to ``peer`` is open."""
+
+    def link_down(self, peer: str) -> None:
+        """The channel to ``peer`` closed (or failed)."""
+
+    def frame(self, peer: str, data: bytes) -> None:
+        """One frame arrived from ``peer``."""
+
+
+class Transport(ABC):
+    """A mesh of links to the other peers of one room."""
+
+    peer_id: str
+
+    @abstractmethod
+    async def start(self, handler: TransportHandler) -> None:
+        """Join the room; ``peer_id`` is set when this returns."""
+
+    @abstractmethod
+    def send(self, peer: str, data: bytes) -> None:
+        """Queue one frame for ``peer`` (dropped when there is no open link)."""
+
+    @abstractmethod
+    def close_link(self, peer: str) -> None:
+        """Tear down the link to ``peer`` (for example after a missed heartbeat)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Leave: deliver what is queued, close every link, release resources."""
+
+    def buffered_amount(self) -> int:
+        """Bytes accepted by ``send`` but not yet handed to the network."""
+        return 0
+
+    async def drain(self, low_water: int) -> None:  # noqa: B027 - optional hook
+        """Wait until ``buffered_amount()`` is at most ``low_water``."""

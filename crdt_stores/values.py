@@ -1,0 +1,190 @@
+"""Store values: validation, exact-type CBOR encoding, copies and digests.
+
+pycrdt's own value conversion turns ``1`` into ``1.0`` and panics on big ints and
+non-``str`` dict keys, so values never reach pycrdt as Python objects: every value
+is checked here and travels as CBOR bytes, which keep ``int``/``float``/``bool``
+apart and represent every signed 64-bit integer exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Union
+
+import cbor2
+
+__all__ = [
+    "DEFAULT_MAX_VALUE_BYTES",
+    "MAX_DEPTH",
+    "MAX_KEY_BYTES",
+    "StoreValue",
+    "check_key",
+    "copy_value",
+    "decode",
+    "digest",
+    "encode",
+    "is_valid",
+    "normalize",
+    "same_value",
+]
+
+StoreValue = Union[
+    str, int, float, bool, None, list["StoreValue"], dict[str, "StoreValue"]
+]
+"""What a store holds: JSON-like data with exact ``int``/``float``/``bool`` types."""
+
+MAX_DEPTH = 32
+"""Deepest container nesting accepted (a list inside a list ... 32 levels)."""
+
+DEFAULT_MAX_VALUE_BYTES = 1 << 20
+"""Default limit on one written value, measured as its CBOR encoding."""
+
+MAX_KEY_BYTES = 1024
+"""Longest store key, in UTF-8 bytes (store names use the same limit)."""
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+# cbor2 refuses to decode deeper than this; a little above MAX_DEPTH so that the
+# depth check below, with its clear message, is the one that normally fires.
+_DECODE_MAX_DEPTH = MAX_DEPTH + 8
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """Return ``key`` if it is a usable store key (or store name); raise otherwise."""
+    if type(key) is not str:
+        if isinstance(key, str):
+            key = str(key)
+        else:
+            raise TypeError(f"{what} must be a str, not {type(key).__name__}")
+    if not key:
+        raise ValueError(f"{what} must not be empty")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid Unicode (lone surrogate)") from None
+    if size > MAX_KEY_BYTES:
+        raise ValueError(f"{what} is {size} bytes long; the limit is {MAX_KEY_BYTES}")
+    return key
+
+
+def normalize(value: object, *, _path: str = "value", _depth: int = 0) -> StoreValue:
+    """Return a private, validated copy of ``value``.
+
+    Tuples become lists and subclasses of ``str``/``int``/``float``/``list``/``dict``
+    become their base type. Raises ``TypeError`` for types a store cannot hold and
+    ``ValueError`` for values out of range (big ints, NaN, infinities, deep nesting).
+    """
+    kind = type(value)
+    if value is None or kind is bool:
+        return value  # type: ignore[return-value]
+    if kind is str:
+        _check_text(value, _path)  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]
+    if kind is int:
+        if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+            raise ValueError(f"{_path}: int {value} is outside the signed 64-bit range")
+        return value  # type: ignore[return-value]
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValueError(f"{_path}: float {value} is not finite (NaN and infinities are refused)")
+        return value  # type: ignore[return-value]
+    if isinstance(value, (list, tuple, dict)):
+        if _depth >= MAX_DEPTH:
+            raise ValueError(f"{_path}: nesting is deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            out: dict[str, StoreValue] = {}
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise TypeError(f"{_path}: dict keys must be str, not {type(k).__name__} ({k!r})")
+                k = str(k)
+                _check_text(k, f"{_path} key {k!r}")
+                out[k] = normalize(v, _path=f"{_path}[{k!r}]", _depth=_depth + 1)
+            return out
+        return [
+            normalize(v, _path=f"{_path}[{i}]", _depth=_depth + 1) for i, v in enumerate(value)
+        ]
+    # Subclasses of the scalar types (IntEnum, str subclasses...) keep their base type.
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return normalize(str(value), _path=_path, _depth=_depth)
+    if isinstance(value, int):
+        return normalize(int(value), _path=_path, _depth=_depth)
+    if isinstance(value, float):
+        return normalize(float(value), _path=_path, _depth=_depth)
+    raise TypeError(
+        f"{_path}: {kind.__name__} is not a store value "
+        "(use str, int, float, bool, None, list, tuple or dict with str keys)"
+    )
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{path}: string is not valid Unicode (lone surrogate)") from None
+
+
+def is_valid(value: object, _depth: int = 0) -> bool:
+    """True when a decoded value (from a peer) is a store value; nothing is copied."""
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return True
+    if kind is int:
+        return INT64_MIN <= value <= INT64_MAX  # type: ignore[operator]
+    if kind is float:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    if _depth >= MAX_DEPTH:
+        return False
+    if kind is list:
+        return all(is_valid(v, _depth + 1) for v in value)  # type: ignore[attr-defined]
+    if kind is dict:
+        return all(
+            type(k) is str and is_valid(v, _depth + 1)
+            for k, v in value.items()  # type: ignore[attr-defined]
+        )
+    return False
+
+
+def encode(value: object) -> bytes:
+    """CBOR-encode an already normalized value (or a structure holding such values)."""
+    return cbor2.dumps(value)
+
+
+def decode(data: bytes | bytearray) -> Any:
+    """Decode CBOR from a peer; raises ``ValueError`` on anything malformed.
+
+    The result is *not* validated as a store value: callers validate the parts they use.
+    """
+    try:
+        return cbor2.loads(data, max_depth=_DECODE_MAX_DEPTH)
+    except (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"malformed CBOR: {exc}") from None
+
+
+def copy_value(value: StoreValue) -> StoreValue:
+    """Deep copy of a store value (faster than ``copy.deepcopy`` for this shape)."""
+    kind = type(value)
+    if kind is list:
+        return [copy_value(v) for v in value]  # type: ignore[union-attr]
+    if kind is dict:
+        return {k: copy_value(v) for k, v in value.items()}  # type: ignore[union-attr]
+    return value
+
+
+def same_value(a: object, b: object) -> bool:
+    """Equality that also compares types: ``1``, ``1.0`` and ``True`` all differ."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is list:
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))  # type: ignore[arg-type]
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(same_value(v, b[k]) for k, v in a.items())  # type: ignore[attr-defined,index]
+    return a == b
+
+
+def digest(value: object) -> str:
+    """Short stable hash of a value, independent of dict ordering, types included."""
+    return hashlib.sha256(cbor2.dumps(value, canonical=True)).hexdigest()[:16]

@@ -1,0 +1,194 @@
+"""Peer-to-peer wire format: versioned CBOR messages, split into frames of at most 64 KiB.
+
+Every message is a CBOR array ``[version, kind, ...body]``. Decoding checks the
+shape of each known kind and raises ``ProtocolError`` for anything malformed, so
+the sync engine only ever sees well-formed messages.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+
+from .values import decode
+
+__all__ = [
+    "ACK",
+    "CHUNK",
+    "DIFF",
+    "HEARTBEAT",
+    "HELLO",
+    "LINKS",
+    "MAX_FRAME_BYTES",
+    "PROTOCOL_VERSION",
+    "SYNC",
+    "UPDATE",
+    "Message",
+    "ProtocolError",
+    "Reassembler",
+    "decode_frame",
+    "encode",
+    "frames",
+]
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 64 * 1024
+"""Largest frame on a data channel; bigger messages are chunked."""
+
+HELLO = 0  # [v, 0, peer_id, [linked peer ids]]
+SYNC = 1  # [v, 1, {store: state vector}]           "this is what I hold; send what I lack"
+DIFF = 2  # [v, 2, {store: update}, {store: sv}]    reply to SYNC, repair, relay
+UPDATE = 3  # [v, 3, {store: [delta, ...]}, {store: sv}]  live deltas of one tick
+ACK = 4  # [v, 4, {store: state vector}]            "this is what I hold now"
+HEARTBEAT = 5  # [v, 5]
+LINKS = 6  # [v, 6, [linked peer ids]]
+CHUNK = 7  # [v, 7, message id, index, count, bytes]
+
+_CHUNK_OVERHEAD = 40  # CBOR array header and integers around a chunk's bytes
+
+
+class ProtocolError(ValueError):
+    """A frame that does not decode to a well-formed message of this protocol."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # counter name: malformed, unsupported_version, oversize
+
+
+@dataclass(slots=True)
+class Message:
+    kind: int
+    peer: str = ""
+    links: list[str] | None = None
+    states: dict[str, bytes] | None = None
+    diffs: dict[str, bytes] | None = None
+    updates: dict[str, list[bytes]] | None = None
+    chunk: tuple[int, int, int, bytes] | None = None
+
+
+def encode(kind: int, *body: Any) -> bytes:
+    return cbor2.dumps([PROTOCOL_VERSION, kind, *body])
+
+
+def frames(message: bytes, message_id: int, max_frame: int = MAX_FRAME_BYTES) -> list[bytes]:
+    """The frames that carry ``message``: itself, or CHUNK frames when it is too big."""
+    if len(message) <= max_frame:
+        return [message]
+    size = max_frame - _CHUNK_OVERHEAD
+    count = -(-len(message) // size)
+    view = memoryview(message)
+    return [
+        encode(CHUNK, message_id, i, count, bytes(view[i * size : (i + 1) * size]))
+        for i in range(count)
+    ]
+
+
+def _bytes_map(value: Any, what: str) -> dict[str, bytes]:
+    if type(value) is not dict:
+        raise ProtocolError("malformed", f"{what} must be a map")
+    for name, blob in value.items():
+        if type(name) is not str or not name or type(blob) is not bytes:
+            raise ProtocolError("malformed", f"{what} must map store names to bytes")
+    return value
+
+
+def _str_list(value: Any, what: str) -> list[str]:
+    if type(value) is not list or not all(type(v) is str for v in value):
+        raise ProtocolError("malformed", f"{what} must be a list of strings")
+    return value
+
+
+def decode_frame(frame: bytes | bytearray | memoryview, max_frame: int = MAX_FRAME_BYTES) -> Message:
+    """Decode one frame (or a reassembled message when ``max_frame`` allows it)."""
+    if len(frame) > max_frame:
+        raise ProtocolError("oversize", f"frame of {len(frame)} bytes exceeds {max_frame}")
+    try:
+        item = decode(bytes(frame))
+    except ValueError as exc:
+        raise ProtocolError("malformed", str(exc)) from None
+    if type(item) is not list or len(item) < 2 or type(item[1]) is not int:
+        raise ProtocolError("malformed", "a message is a CBOR array [version, kind, ...]")
+    if item[0] != PROTOCOL_VERSION:
+        raise ProtocolError("unsupported_version", f"protocol version {item[0]!r} is not supported")
+    kind = item[1]
+    body = item[2:]
+    try:
+        if kind == HELLO:
+            if type(body[0]) is not str:
+                raise ProtocolError("malformed", "hello needs a peer id")
+            return Message(kind, peer=body[0], links=_str_list(body[1], "links"))
+        if kind in (SYNC, ACK):
+            return Message(kind, states=_bytes_map(body[0], "states"))
+        if kind == DIFF:
+            return Message(kind, diffs=_bytes_map(body[0], "diffs"), states=_bytes_map(body[1], "states"))
+        if kind == UPDATE:
+            updates = body[0]
+            if type(updates) is not dict or not all(
+                type(name) is str
+                and name
+                and type(deltas) is list
+                and all(type(d) is bytes for d in deltas)
+                for name, deltas in updates.items()
+            ):
+                raise ProtocolError("malformed", "updates must map store names to lists of bytes")
+            return Message(kind, updates=updates, states=_bytes_map(body[1], "states"))
+        if kind == HEARTBEAT:
+            return Message(kind)
+        if kind == LINKS:
+            return Message(kind, links=_str_list(body[0], "links"))
+        if kind == CHUNK:
+            msg_id, index, count, data = body[:4]
+            if not (
+                type(msg_id) is int
+                and type(index) is int
+                and type(count) is int
+                and type(data) is bytes
+                and 0 <= index < count
+            ):
+                raise ProtocolError("malformed", "bad chunk header")
+            return Message(kind, chunk=(msg_id, index, count, data))
+    except IndexError:
+        raise ProtocolError("malformed", f"message of kind {kind} is too short") from None
+    return Message(kind)  # an unknown kind: the caller ignores it
+
+
+class Reassembler:
+    """Collects CHUNK frames of one link back into messages (chunks may come in any order)."""
+
+    def __init__(self, max_message: int, max_pending: int = 4) -> None:
+        self.max_message = max_message
+        self.max_pending = max_pending
+        self._parts: OrderedDict[int, tuple[int, dict[int, bytes], int]] = OrderedDict()
+
+    def add(self, msg_id: int, index: int, count: int, data: bytes) -> bytes | None:
+        """Add a chunk; returns the whole message once every chunk is in.
+
+        Raises ``ProtocolError`` (reason ``oversize``) when the message would exceed
+        the size limit; its chunks are then forgotten.
+        """
+        entry = self._parts.get(msg_id)
+        if entry is None:
+            if count * max(len(data), 1) > self.max_message + MAX_FRAME_BYTES:
+                raise ProtocolError("oversize", f"chunked message of {count} parts is too large")
+            entry = (count, {}, 0)
+            self._parts[msg_id] = entry
+            while len(self._parts) > self.max_pending:
+                self._parts.popitem(last=False)  # oldest incomplete message is abandoned
+        total, parts, size = entry
+        if count != total:
+            del self._parts[msg_id]
+            raise ProtocolError("malformed", "chunk count changed within a message")
+        if index not in parts:
+            size += len(data)
+            if size > self.max_message:
+                del self._parts[msg_id]
+                raise ProtocolError("oversize", f"chunked message exceeds {self.max_message} bytes")
+            parts[index] = data
+            self._parts[msg_id] = (total, parts, size)
+        if len(parts) < total:
+            return None
+        del self._parts[msg_id]
+        return b"".join(parts[i] for i in range(total))
