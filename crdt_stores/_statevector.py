@@ -63,10 +63,7 @@ def encode(sv: StateVector) -> bytes:
 
 def covers(have: StateVector, want: StateVector) -> bool:
     """True when ``have`` holds everything ``want`` describes."""
-    for client, clock in want.items():
-        if clock and have.get(client, 0) < clock:
-            return False
-    return True
+    return all(have.get(client, 0) >= clock for client, clock in want.items())
 
 
 def merge(a: StateVector, b: StateVector) -> StateVector:

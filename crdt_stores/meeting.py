@@ -122,7 +122,9 @@ class Meeting:
             raise
         self._engine.peer_id = self._transport.peer_id
         self._state = "joined"
-        self._ticker = asyncio.create_task(self._tick_loop(), name=f"crdt-stores tick {self.peer_id}")
+        self._ticker = asyncio.create_task(
+            self._tick_loop(), name=f"crdt-stores tick {self.peer_id}"
+        )
 
     def _webrtc_transport(self) -> Transport:
         if not self._url:

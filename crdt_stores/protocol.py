@@ -233,17 +233,15 @@ class SyncEngine:
     def _handle(self, link: _Link, message: wire.Message) -> None:
         kind = message.kind
         self.stats[f"in:{kind}"] += 1
-        if kind == wire.HELLO:
-            link.remote_links = set(message.links or ())
-        elif kind == wire.LINKS:
+        if kind == wire.HELLO or kind == wire.LINKS:
             link.remote_links = set(message.links or ())
         elif kind == wire.SYNC:
             link.synced_once = True
+            if message.want_sync:
+                link.sync = True
             states = self._learn_states(link, message.states or {})
             for name, replica in self._stores.items():
-                if name not in states or not sv.covers(
-                    states[name], replica.state_vector_dict()
-                ):
+                if name not in states or not sv.covers(states[name], replica.state_vector_dict()):
                     link.diffs[name] = replica.diff(sv.encode(states.get(name, {})))
         elif kind == wire.ACK:
             self._learn_states(link, message.states or {})
@@ -290,7 +288,9 @@ class SyncEngine:
                     new = replica.apply(delta)
                 except UpdateError as exc:
                     self.stats["bad_update"] += 1
-                    log.warning("dropped a bad update for store %r from %s: %s", name, source.peer, exc)
+                    log.warning(
+                        "dropped a bad update for store %r from %s: %s", name, source.peer, exc
+                    )
                     continue
                 if new is not None:
                     fresh.append(new)
@@ -337,6 +337,8 @@ class SyncEngine:
 
     def _anti_entropy(self) -> None:
         for link in self._links.values():
+            if not link.synced_once and self._now - link.opened >= self.config.sync_interval:
+                link.sync = True  # our SYNC or theirs was lost: ask again
             for name, replica in self._stores.items():
                 local = replica.state_vector_dict()
                 remote = link.remote_states.get(name)
@@ -380,7 +382,7 @@ class SyncEngine:
                 link.announce_links = False
             if link.sync:
                 states = {name: r.state_vector() for name, r in self._stores.items()}
-                messages.append(wire.encode(wire.SYNC, states))
+                messages.append(wire.encode(wire.SYNC, states, not link.synced_once))
                 link.sync = False
             states_for = link.states_now
             if link.diffs or link.updates or states_for:
@@ -405,7 +407,9 @@ class SyncEngine:
             link.heartbeat = False
             link.last_sent = self._now
             for message in messages:
-                for frame in wire.frames(message, next(self._message_ids), self.config.max_frame_bytes):
+                for frame in wire.frames(
+                    message, next(self._message_ids), self.config.max_frame_bytes
+                ):
                     out.append((link.peer, frame))
                     self.stats["frames_out"] += 1
                     self.stats["bytes_out"] += len(frame)

@@ -2,16 +2,19 @@
 
 Layout (the idea of Yjs' ``YKeyValue``, plus ordering and merge rules):
 
-* A store is one pycrdt ``Doc`` whose root ``Array`` ("entries") holds CBOR-encoded
-  *entries* ``[key, op, payload, lamport, author]``: ``set`` (op 0), dict ``update``
-  (1, a shallow merge), list ``update`` (2, an append) and ``delete`` (3).
-* A key's value is the fold of its entries in ``(lamport, author)`` order. Lamport
-  clocks follow causality, so a write that saw another one always comes after it;
-  concurrent writes are ordered by the writer's replica id, the same on every peer.
-* Entries that can no longer change any fold are deleted from the array (a write
-  deletes what it supersedes in the same transaction). A deleted run of array items
-  collapses into one small tombstone, so history costs bytes per writer burst, not
-  per write — unlike ``Y.Map``, which keeps one tombstone per overwrite.
+* A store is one pycrdt ``Doc``. Its root ``Map`` ("writers") holds one ``Array`` per
+  replica that ever wrote, keyed by its client id; a replica only appends to its own.
+  Items are CBOR-encoded *entries* ``[key, op, payload, lamport, author]``: ``set``
+  (op 0), dict ``update`` (1, a shallow merge), list ``update`` (2, an append) and
+  ``delete`` (3).
+* A key's value is the fold of its entries in ``(lamport, author)`` order, wherever
+  they sit. Lamport clocks follow causality, so a write that saw another one comes
+  after it; concurrent writes are ordered by replica id, the same on every peer.
+* Entries that can no longer change any fold are deleted (a write deletes what it
+  supersedes in the same transaction). A writer's entries form one chain in its own
+  array, so its deleted entries collapse into a single tombstone run however writers
+  interleave: history costs bytes per writer, not per write — unlike ``Y.Map``,
+  which keeps one tombstone per overwrite.
 
 Nothing here does I/O: writes return Yjs deltas through ``take_outbox()``, remote
 deltas go in through ``apply()``.
@@ -25,12 +28,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import cbor2
-from pycrdt import Array, Doc, TransactionEvent
+from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, TransactionEvent
 
 from . import _statevector
 from .values import (
     DEFAULT_MAX_VALUE_BYTES,
-    StoreValue,
     check_key,
     decode,
     encode,
@@ -75,14 +77,15 @@ class UpdateError(ValueError):
 class Entry:
     """One write in the log; compared by identity."""
 
-    __slots__ = ("key", "op", "payload", "order", "pos")
+    __slots__ = ("key", "op", "order", "payload", "pos", "writer")
 
-    def __init__(self, key: str | None, op: int, payload: Any, order: tuple[int, int], pos: int):
+    def __init__(self, key: str | None, op: int, payload: Any, order: tuple[int, int]):
         self.key = key  # None: an entry a peer wrote that we cannot use (kept inert)
         self.op = op
         self.payload = payload
         self.order = order
-        self.pos = pos  # index hint into the mirror; may lag behind deletions
+        self.writer = ""  # key of the writer array holding it
+        self.pos = 0  # index hint into that array's mirror; may lag behind deletions
 
     def __repr__(self) -> str:
         return f"Entry({self.key!r}, op={self.op}, order={self.order})"
@@ -92,7 +95,7 @@ def _order(entry: Entry) -> tuple[int, int]:
     return entry.order
 
 
-def _parse(blob: object, pos: int) -> Entry:
+def _parse(blob: object) -> Entry:
     """Decode an entry from the array; anything malformed becomes an inert entry."""
     try:
         if not isinstance(blob, (bytes, bytearray)):
@@ -116,8 +119,8 @@ def _parse(blob: object, pos: int) -> Entry:
         if not ok:
             raise ValueError("bad payload")
     except (ValueError, TypeError):
-        return Entry(None, -1, None, (0, 0), pos)
-    return Entry(key, op, payload, (lamport, author), pos)
+        return Entry(None, -1, None, (0, 0))
+    return Entry(key, op, payload, (lamport, author))
 
 
 def _apply_op(value: Any, entry: Entry) -> Any:
@@ -214,9 +217,11 @@ class StoreReplica:
         self.max_value_bytes = max_value_bytes
         self.on_change: ChangeListener | None = None
         self._doc: Doc = Doc(client_id=client_id)
-        self._array: Array = self._doc.get("entries", type=Array)
+        self._writers: Map = self._doc.get("writers", type=Map)
         self._author = self._doc.client_id
-        self._mirror: list[Entry] = []  # the array's items, in array order
+        self._me = str(self._author)
+        self._arrays: dict[str, Array] = {}  # writer -> its array
+        self._mirrors: dict[str, list[Entry]] = {}  # writer -> its array's items, in order
         self._by_key: dict[str, list[Entry]] = {}  # each sorted by order
         self._values: dict[str, Any] = {}  # folded value of every present key
         self._lamport = 0
@@ -227,7 +232,7 @@ class StoreReplica:
         self._sv: bytes | None = None
         self._sv_dict: _statevector.StateVector | None = None
         self._doc.observe(self._on_transaction)
-        self._array.observe(self._on_array)
+        self._writers.observe_deep(self._on_events)
 
     # -- reads -------------------------------------------------------------------
 
@@ -254,8 +259,8 @@ class StoreReplica:
 
     @property
     def entry_count(self) -> int:
-        """Entries still in the array (live ones and not yet compacted ones)."""
-        return len(self._mirror)
+        """Entries still held (live ones and not yet compacted ones)."""
+        return sum(len(mirror) for mirror in self._mirrors.values())
 
     def state_vector(self) -> bytes:
         """Encoded Yjs state vector of this store."""
@@ -295,7 +300,9 @@ class StoreReplica:
 
     def bulk_set(self, mapping: Mapping[str, object], *, _what: str = "bulk_set") -> None:
         if not isinstance(mapping, Mapping):
-            raise TypeError(f"{_what} takes a mapping of key to value, not {type(mapping).__name__}")
+            raise TypeError(
+                f"{_what} takes a mapping of key to value, not {type(mapping).__name__}"
+            )
         ops: dict[str, tuple[str, int, Any, bytes]] = {}
         for key, value in mapping.items():
             key = _write_key(key)
@@ -315,7 +322,8 @@ class StoreReplica:
         blob = encode(payload)
         if len(blob) > self.max_value_bytes:
             raise ValueError(
-                f"value for {key!r} encodes to {len(blob)} bytes; the limit is {self.max_value_bytes}"
+                f"value for {key!r} encodes to {len(blob)} bytes;"
+                f" the limit is {self.max_value_bytes}"
             )
         return key, op, payload, blob
 
@@ -326,36 +334,44 @@ class StoreReplica:
         lamport = self._lamport + 1
         order = (lamport, self._author)
         tail = cbor2.dumps(lamport) + cbor2.dumps(self._author)
-        base = len(self._mirror)
         entries: list[Entry] = []
         blobs: list[bytes] = []
         dead: list[Entry] = []
-        for i, (key, op, payload, blob) in enumerate(ops):
-            entry = Entry(key, op, payload, order, base + i)
-            entries.append(entry)
-            blobs.append(
-                _ENTRY_HEAD + cbor2.dumps(key) + bytes((op,)) + blob + tail
-            )
+        for key, op, payload, blob in ops:
+            entries.append(Entry(key, op, payload, order))
+            blobs.append(_ENTRY_HEAD + cbor2.dumps(key) + bytes((op,)) + blob + tail)
             existing = self._by_key.get(key)
             if existing:
-                dead.extend(_dead([*existing, entry]))
-        doomed = sorted({self._index_of(entry) for entry in dead})
+                dead.extend(_dead([*existing, entries[-1]]))
         self._local_entries = entries
         try:
             with self._doc.transaction(origin=_LOCAL):
-                for start, length in _runs(doomed):
-                    del self._array[start : start + length]
-                self._array.extend(blobs)
+                self._delete(dead)
+                mine = self._arrays.get(self._me)
+                if mine is None:
+                    self._writers[self._me] = Array(blobs)
+                else:
+                    mine.extend(blobs)
         finally:
             self._local_entries = None
         self._lamport = lamport
         self._after_transaction(local=True)
 
+    def _delete(self, entries: list[Entry]) -> None:
+        """Delete entries from their writers' arrays (inside a transaction)."""
+        by_writer: dict[str, set[int]] = {}
+        for entry in entries:
+            by_writer.setdefault(entry.writer, set()).add(self._index_of(entry))
+        for writer, indices in by_writer.items():
+            array = self._arrays[writer]
+            for start, length in _runs(sorted(indices)):
+                del array[start : start + length]
+
     def _index_of(self, entry: Entry) -> int:
-        mirror = self._mirror
+        mirror = self._mirrors[entry.writer]
         hint = min(entry.pos, len(mirror) - 1)
         try:
-            # Insertions go to the end, so an entry only drifts left, by deletions.
+            # A writer only appends, so an entry only drifts left, by deletions.
             index = mirror.index(entry, max(0, hint - 256), hint + 1)
         except ValueError:
             index = mirror.index(entry)
@@ -396,10 +412,8 @@ class StoreReplica:
                 dead.extend(_dead(entries))
         if not dead:
             return
-        doomed = sorted({self._index_of(entry) for entry in dead})
         with self._doc.transaction(origin=_LOCAL):
-            for start, length in _runs(doomed):
-                del self._array[start : start + length]
+            self._delete(dead)
         self._after_transaction(local=True)
 
     # -- observers ---------------------------------------------------------------
@@ -411,13 +425,37 @@ class StoreReplica:
         self._sv = None
         self._sv_dict = None
 
-    def _on_array(self, event: Any) -> None:
-        mirror = self._mirror
-        local = self._local_entries
+    def _on_events(self, events: list[Any]) -> None:
         inserted: list[Entry] = []
         removed: list[Entry] = []
+        for event in events:
+            if isinstance(event, ArrayEvent):
+                if len(event.path) == 1:
+                    self._on_array(str(event.path[0]), event.delta, inserted, removed)
+            elif isinstance(event, MapEvent) and not event.path:
+                for writer, change in event.keys.items():
+                    # A peer replacing or deleting another writer's array is not
+                    # something this library does; follow the CRDT state anyway.
+                    old = self._mirrors.pop(writer, None)
+                    self._arrays.pop(writer, None)
+                    if old:
+                        removed.extend(old)
+                    array = change.get("newValue")
+                    if change.get("action") in ("add", "update") and isinstance(array, Array):
+                        self._arrays[writer] = array
+                        self._mirrors[writer] = []
+                        self._on_array(writer, [{"insert": list(array)}], inserted, removed)
+        self._integrate(inserted, removed)
+
+    def _on_array(
+        self, writer: str, delta: list[dict[str, Any]], inserted: list[Entry], removed: list[Entry]
+    ) -> None:
+        mirror = self._mirrors.get(writer)
+        if mirror is None:
+            return
+        local = self._local_entries if writer == self._me else None
         index = 0
-        for part in event.delta:
+        for part in delta:
             if "retain" in part:
                 index += part["retain"]
             elif "delete" in part:
@@ -427,15 +465,16 @@ class StoreReplica:
             else:
                 blobs = part["insert"]
                 if local is not None:
-                    new = local[len(inserted) : len(inserted) + len(blobs)]
-                    for offset, entry in enumerate(new):
-                        entry.pos = index + offset
+                    new = local[: len(blobs)]
+                    del local[: len(blobs)]
                 else:
-                    new = [_parse(blob, index + i) for i, blob in enumerate(blobs)]
+                    new = [_parse(blob) for blob in blobs]
+                for offset, entry in enumerate(new):
+                    entry.writer = writer
+                    entry.pos = index + offset
                 mirror[index:index] = new
                 index += len(new)
                 inserted.extend(new)
-        self._integrate(inserted, removed)
 
     def _integrate(self, inserted: list[Entry], removed: list[Entry]) -> None:
         """Update per-key entry lists and folded values; record which keys changed."""
@@ -518,4 +557,3 @@ def _write_key(key: object) -> str:
 def is_empty_update(update: bytes | bytearray) -> bool:
     """True for the update Yjs encodes when there is nothing to send."""
     return update == _EMPTY_UPDATE
-

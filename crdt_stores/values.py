@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import cbor2
 
@@ -29,9 +29,9 @@ __all__ = [
     "same_value",
 ]
 
-StoreValue = Union[
-    str, int, float, bool, None, list["StoreValue"], dict[str, "StoreValue"]
-]
+StoreValue: TypeAlias = (
+    str | int | float | bool | list["StoreValue"] | dict[str, "StoreValue"] | None
+)
 """What a store holds: JSON-like data with exact ``int``/``float``/``bool`` types."""
 
 MAX_DEPTH = 32
@@ -88,7 +88,9 @@ def normalize(value: object, *, _path: str = "value", _depth: int = 0) -> StoreV
         return value  # type: ignore[return-value]
     if kind is float:
         if not math.isfinite(value):  # type: ignore[arg-type]
-            raise ValueError(f"{_path}: float {value} is not finite (NaN and infinities are refused)")
+            raise ValueError(
+                f"{_path}: float {value} is not finite (NaN and infinities are refused)"
+            )
         return value  # type: ignore[return-value]
     if isinstance(value, (list, tuple, dict)):
         if _depth >= MAX_DEPTH:
@@ -97,14 +99,14 @@ def normalize(value: object, *, _path: str = "value", _depth: int = 0) -> StoreV
             out: dict[str, StoreValue] = {}
             for k, v in value.items():
                 if not isinstance(k, str):
-                    raise TypeError(f"{_path}: dict keys must be str, not {type(k).__name__} ({k!r})")
+                    raise TypeError(
+                        f"{_path}: dict keys must be str, not {type(k).__name__} ({k!r})"
+                    )
                 k = str(k)
                 _check_text(k, f"{_path} key {k!r}")
                 out[k] = normalize(v, _path=f"{_path}[{k!r}]", _depth=_depth + 1)
             return out
-        return [
-            normalize(v, _path=f"{_path}[{i}]", _depth=_depth + 1) for i, v in enumerate(value)
-        ]
+        return [normalize(v, _path=f"{_path}[{i}]", _depth=_depth + 1) for i, v in enumerate(value)]
     # Subclasses of the scalar types (IntEnum, str subclasses...) keep their base type.
     if isinstance(value, bool):
         return bool(value)
@@ -179,7 +181,7 @@ def same_value(a: object, b: object) -> bool:
     if type(a) is not type(b):
         return False
     if type(a) is list:
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))  # type: ignore[arg-type]
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
     if type(a) is dict:
         return a.keys() == b.keys() and all(same_value(v, b[k]) for k, v in a.items())  # type: ignore[attr-defined,index]
     return a == b

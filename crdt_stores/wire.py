@@ -39,7 +39,7 @@ MAX_FRAME_BYTES = 64 * 1024
 """Largest frame on a data channel; bigger messages are chunked."""
 
 HELLO = 0  # [v, 0, peer_id, [linked peer ids]]
-SYNC = 1  # [v, 1, {store: state vector}]           "this is what I hold; send what I lack"
+SYNC = 1  # [v, 1, {store: sv}, want_sync]  "this is what I hold; send what I lack" (and your SYNC)
 DIFF = 2  # [v, 2, {store: update}, {store: sv}]    reply to SYNC, repair, relay
 UPDATE = 3  # [v, 3, {store: [delta, ...]}, {store: sv}]  live deltas of one tick
 ACK = 4  # [v, 4, {store: state vector}]            "this is what I hold now"
@@ -67,6 +67,7 @@ class Message:
     diffs: dict[str, bytes] | None = None
     updates: dict[str, list[bytes]] | None = None
     chunk: tuple[int, int, int, bytes] | None = None
+    want_sync: bool = False
 
 
 def encode(kind: int, *body: Any) -> bytes:
@@ -101,7 +102,9 @@ def _str_list(value: Any, what: str) -> list[str]:
     return value
 
 
-def decode_frame(frame: bytes | bytearray | memoryview, max_frame: int = MAX_FRAME_BYTES) -> Message:
+def decode_frame(
+    frame: bytes | bytearray | memoryview, max_frame: int = MAX_FRAME_BYTES
+) -> Message:
     """Decode one frame (or a reassembled message when ``max_frame`` allows it)."""
     if len(frame) > max_frame:
         raise ProtocolError("oversize", f"frame of {len(frame)} bytes exceeds {max_frame}")
@@ -120,10 +123,15 @@ def decode_frame(frame: bytes | bytearray | memoryview, max_frame: int = MAX_FRA
             if type(body[0]) is not str:
                 raise ProtocolError("malformed", "hello needs a peer id")
             return Message(kind, peer=body[0], links=_str_list(body[1], "links"))
-        if kind in (SYNC, ACK):
+        if kind == SYNC:
+            want = body[1] if len(body) > 1 else False
+            return Message(kind, states=_bytes_map(body[0], "states"), want_sync=want is True)
+        if kind == ACK:
             return Message(kind, states=_bytes_map(body[0], "states"))
         if kind == DIFF:
-            return Message(kind, diffs=_bytes_map(body[0], "diffs"), states=_bytes_map(body[1], "states"))
+            return Message(
+                kind, diffs=_bytes_map(body[0], "diffs"), states=_bytes_map(body[1], "states")
+            )
         if kind == UPDATE:
             updates = body[0]
             if type(updates) is not dict or not all(
@@ -162,6 +170,7 @@ class Reassembler:
         self.max_message = max_message
         self.max_pending = max_pending
         self._parts: OrderedDict[int, tuple[int, dict[int, bytes], int]] = OrderedDict()
+        self._rejected: OrderedDict[int, None] = OrderedDict()  # their later chunks are ignored
 
     def add(self, msg_id: int, index: int, count: int, data: bytes) -> bytes | None:
         """Add a chunk; returns the whole message once every chunk is in.
@@ -169,9 +178,12 @@ class Reassembler:
         Raises ``ProtocolError`` (reason ``oversize``) when the message would exceed
         the size limit; its chunks are then forgotten.
         """
+        if msg_id in self._rejected:
+            return None
         entry = self._parts.get(msg_id)
         if entry is None:
             if count * max(len(data), 1) > self.max_message + MAX_FRAME_BYTES:
+                self._reject(msg_id)
                 raise ProtocolError("oversize", f"chunked message of {count} parts is too large")
             entry = (count, {}, 0)
             self._parts[msg_id] = entry
@@ -179,12 +191,12 @@ class Reassembler:
                 self._parts.popitem(last=False)  # oldest incomplete message is abandoned
         total, parts, size = entry
         if count != total:
-            del self._parts[msg_id]
+            self._reject(msg_id)
             raise ProtocolError("malformed", "chunk count changed within a message")
         if index not in parts:
             size += len(data)
             if size > self.max_message:
-                del self._parts[msg_id]
+                self._reject(msg_id)
                 raise ProtocolError("oversize", f"chunked message exceeds {self.max_message} bytes")
             parts[index] = data
             self._parts[msg_id] = (total, parts, size)
@@ -192,3 +204,9 @@ class Reassembler:
             return None
         del self._parts[msg_id]
         return b"".join(parts[i] for i in range(total))
+
+    def _reject(self, msg_id: int) -> None:
+        self._parts.pop(msg_id, None)
+        self._rejected[msg_id] = None
+        while len(self._rejected) > 64:
+            self._rejected.popitem(last=False)

@@ -51,8 +51,13 @@ MERGE_TABLE = [
     ("set on missing", None, "set", 5, 5),
     ("set overwrites dict", {"a": 1}, "set", {"b": 2}, {"b": 2}),
     ("set overwrites list", [1], "set", "x", "x"),
-    ("update dict merges shallowly", {"a": 1, "n": {"x": 1}}, "update", {"n": {"y": 2}, "b": 2},
-     {"a": 1, "n": {"y": 2}, "b": 2}),
+    (
+        "update dict merges shallowly",
+        {"a": 1, "n": {"x": 1}},
+        "update",
+        {"n": {"y": 2}, "b": 2},
+        {"a": 1, "n": {"y": 2}, "b": 2},
+    ),
     ("update dict overwrites fields", {"a": 1, "b": 1}, "update", {"a": 2}, {"a": 2, "b": 1}),
     ("update list appends", [1, 2], "update", [3, [4]], [1, 2, 3, [4]]),
     ("update missing dict = set", None, "update", {"a": 1}, {"a": 1}),
@@ -69,7 +74,9 @@ MERGE_TABLE = [
 
 
 @pytest.mark.parametrize(
-    ("label", "initial", "operation", "argument", "expected"), MERGE_TABLE, ids=[r[0] for r in MERGE_TABLE]
+    ("label", "initial", "operation", "argument", "expected"),
+    MERGE_TABLE,
+    ids=[r[0] for r in MERGE_TABLE],
 )
 async def test_merge_rules(pair, label, initial, operation, argument, expected) -> None:
     alice, bob = pair
@@ -213,7 +220,12 @@ BAD_WRITES = [
     ("nan", "set", ("k", math.nan), ValueError),
     ("inf", "update", ("k", {"a": math.inf}), ValueError),
     ("-inf", "set", ("k", -math.inf), ValueError),
-    ("too deep", "set", ("k", [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]), ValueError),
+    (
+        "too deep",
+        "set",
+        ("k", [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]),
+        ValueError,
+    ),
     ("too big", "set", ("k", "x" * (1024 * 1024 + 1)), ValueError),
     ("bulk bad value", "bulk_set", ({"ok": 1, "bad": b"x"},), TypeError),
     ("bulk wildcard", "bulk_set", ({"ok": 1, "*": 2},), ValueError),
@@ -223,7 +235,9 @@ BAD_WRITES = [
 ]
 
 
-@pytest.mark.parametrize(("label", "method", "args", "error"), BAD_WRITES, ids=[b[0] for b in BAD_WRITES])
+@pytest.mark.parametrize(
+    ("label", "method", "args", "error"), BAD_WRITES, ids=[b[0] for b in BAD_WRITES]
+)
 async def test_bad_input_is_refused_and_changes_nothing(pair, label, method, args, error) -> None:
     alice, bob = pair
     store = alice.stores.create("s")

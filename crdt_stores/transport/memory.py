@@ -161,7 +161,7 @@ class MemoryNetwork:
             return
         del members[transport.peer_id]
         for other in list(members):
-            self._close((transport.room, frozenset((other, transport.peer_id))))
+            self._close((transport.room, frozenset((other, transport.peer_id))), graceful=True)
         if not members:
             self._rooms.pop(transport.room, None)
 
@@ -181,18 +181,18 @@ class MemoryNetwork:
         loop.call_soon(_notify_up, link, link.ends[0], link.ends[1].peer_id)
         loop.call_soon(_notify_up, link, link.ends[1], link.ends[0].peer_id)
 
-    def _close(self, key: tuple[str, frozenset[str]]) -> None:
+    def _close(self, key: tuple[str, frozenset[str]], *, graceful: bool = False) -> None:
         link = self._links.pop(key, None)
         if link is None or not link.open:
             return
-        link.open = False
-        loop = asyncio.get_running_loop()
         a, b = link.ends
         a._links.pop(b, None)
         b._links.pop(a, None)
-        # After frames already queued for delivery: a leaving peer's last words arrive.
-        loop.call_soon(_notify_down, a, b.peer_id)
-        loop.call_soon(_notify_down, b, a.peer_id)
+        if graceful:
+            # Frames already queued for delivery arrive first: a leaving peer's last words.
+            asyncio.get_running_loop().call_soon(_shut, link)
+        else:
+            _shut(link)
 
     def _deliver(self, sender: MemoryTransport, peer: str, data: bytes) -> None:
         target = self._rooms.get(sender.room, {}).get(peer)
@@ -219,6 +219,14 @@ class MemoryNetwork:
                 loop.call_soon(_arrive, self, link, target, sender.peer_id, data)
 
 
+def _shut(link: _Link) -> None:
+    link.open = False
+    a, b = link.ends
+    loop = asyncio.get_running_loop()
+    loop.call_soon(_notify_down, a, b.peer_id)
+    loop.call_soon(_notify_down, b, a.peer_id)
+
+
 def _notify_up(link: _Link, end: MemoryTransport, peer: str) -> None:
     if link.open and end._handler is not None:
         end._handler.link_up(peer)
@@ -229,7 +237,9 @@ def _notify_down(end: MemoryTransport, peer: str) -> None:
         end._handler.link_down(peer)
 
 
-def _arrive(net: MemoryNetwork, link: _Link, target: MemoryTransport, sender: str, data: bytes) -> None:
+def _arrive(
+    net: MemoryNetwork, link: _Link, target: MemoryTransport, sender: str, data: bytes
+) -> None:
     if not link.open or target._handler is None:
         net.frames_dropped += 1
         return
@@ -265,5 +275,6 @@ class MemoryTransport(Transport):
 
     async def close(self) -> None:
         self.network._unregister(self)
-        await asyncio.sleep(0)  # let link_down notifications run
+        for _ in range(3):
+            await asyncio.sleep(0)  # let queued frames and link_down notifications run
         self._handler = None

@@ -1,0 +1,266 @@
+"""Wire protocol (SPEC §4): framing, chunking, and bad input that must never hurt a peer."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycrdt import Array, Doc
+
+from crdt_stores import _statevector, wire
+from crdt_stores.protocol import SyncConfig, SyncEngine
+from crdt_stores.replica import StoreReplica
+
+from .conftest import converge
+
+
+def pump(engines: dict[str, SyncEngine], now: float = 0.0, rounds: int = 50) -> int:
+    """Deliver frames between sans-IO engines until they go quiet; returns frames moved."""
+    moved = 0
+    for _ in range(rounds):
+        batch = [
+            (name, peer, frame)
+            for name, e in engines.items()
+            for peer, frame in e.data_to_send(now)
+        ]
+        if not batch:
+            return moved
+        for sender, peer, frame in batch:
+            engines[peer].receive(sender, frame, now)
+            moved += 1
+    raise AssertionError("engines never went quiet")
+
+
+def linked_pair() -> tuple[SyncEngine, SyncEngine]:
+    a, b = SyncEngine("a"), SyncEngine("b")
+    a.link_up("b", 0.0)
+    b.link_up("a", 0.0)
+    return a, b
+
+
+# -- the sans-IO engine ---------------------------------------------------------
+
+
+def test_engine_handshake_and_sync_without_any_io() -> None:
+    a, b = linked_pair()
+    replica = a.create_store("s")
+    replica.set("k", {"v": 1})
+    a.commit("s")
+    assert not a.is_synced()
+    pump({"a": a, "b": b})
+    assert a.is_synced() and b.is_synced()
+    assert b.store("s").get("k") == {"v": 1}
+
+
+def test_engine_counts_messages_per_tick() -> None:
+    a, b = linked_pair()
+    pump({"a": a, "b": b})
+    replica = a.create_store("s")
+    for i in range(1000):
+        replica.set(f"k{i % 7}", i)
+        a.commit("s")
+    frames = a.data_to_send(0.0)
+    # one UPDATE for all 1000 writes (chunked if large), not 1000 messages
+    assert 1 <= len(frames) <= 3
+    for _, frame in frames:
+        b.receive("a", frame, 0.0)
+    assert b.store("s").get("k5") == 999 and b.store("s").get("k6") == 993
+
+
+def test_chunks_reassemble_in_any_order() -> None:
+    a, b = linked_pair()
+    pump({"a": a, "b": b})
+    replica = a.create_store("big")
+    replica.bulk_set({f"k{i}": os.urandom(200).hex() for i in range(2000)})
+    a.commit("big")
+    frames = a.data_to_send(0.0)
+    assert len(frames) > 5 and all(len(f) <= wire.MAX_FRAME_BYTES for _, f in frames)
+    random.Random(4).shuffle(frames)
+    for _, frame in frames:
+        b.receive("a", frame, 0.0)
+    assert dict(b.store("big").items()) == dict(replica.items())
+
+
+def test_heartbeat_and_dead_link() -> None:
+    dead: list[str] = []
+    config = SyncConfig(heartbeat_interval=1.0, dead_after=3.0)
+    a = SyncEngine("a", config, on_link_dead=dead.append)
+    a.link_up("b", 0.0)
+    a.receive("b", wire.encode(wire.SYNC, {}, False), 0.0)
+    a.data_to_send(0.0)
+    a.tick(1.5)
+    kinds = [cbor2.loads(f)[1] for _, f in a.data_to_send(1.5)]
+    assert kinds == [wire.HEARTBEAT]
+    a.receive("b", wire.encode(wire.HEARTBEAT), 2.0)
+    a.tick(4.0)
+    assert dead == []
+    a.tick(5.5)
+    assert dead == ["b"] and a.peers == []
+
+
+def test_state_vector_codec() -> None:
+    doc = Doc()
+    doc.get("a", type=Array).append(1)
+    encoded = doc.get_state()
+    decoded = _statevector.decode(encoded)
+    assert decoded == {doc.client_id: 1}
+    assert _statevector.encode(decoded) == encoded
+    for bad in (b"", b"\x05\x01", b"\x01\xff", b"\x01\x01\x01\x00"):
+        with pytest.raises(ValueError):
+            _statevector.decode(bad)
+
+
+# -- bad input through a live peer ----------------------------------------------
+
+
+@pytest.fixture
+async def pair(net):
+    alice = await net.join("room", peer_id="alice")
+    bob = await net.join("room", peer_id="bob")
+    store = alice.stores.create("s")
+    await store.set("k", [1])
+    await converge(alice, bob)
+    yield alice, bob
+    await alice.leave()
+    await bob.leave()
+
+
+async def still_works(alice, bob) -> None:
+    await alice.stores["s"].update("k", [2])
+    await converge(alice, bob)
+    assert bob.stores["s"].get("k")[-1] == 2
+
+
+BAD_FRAMES = [
+    ("not cbor", b"\xff\xfe\xfd", "malformed"),
+    ("empty", b"", "malformed"),
+    ("truncated", cbor2.dumps([1, 3, {"s": [b"x"]}, {}])[:-3], "malformed"),
+    ("not an array", cbor2.dumps({"kind": 3}), "malformed"),
+    ("wrong version", cbor2.dumps([99, 3, {}, {}]), "unsupported_version"),
+    ("update not a map", cbor2.dumps([1, 3, [b"x"], {}]), "malformed"),
+    ("delta not bytes", cbor2.dumps([1, 3, {"s": ["text"]}, {}]), "malformed"),
+    ("bad state vector", cbor2.dumps([1, 4, {"s": b"\xff\xff"}]), "malformed_state"),
+    ("hello without id", cbor2.dumps([1, 0, 5, []]), "malformed"),
+    ("too short", cbor2.dumps([1, 2]), "malformed"),
+    ("chunk bad header", cbor2.dumps([1, 7, 1, 5, 2, b"x"]), "malformed"),
+    ("oversize frame", cbor2.dumps([1, 5, b"x" * 70_000]), "oversize"),
+    ("unknown kind", cbor2.dumps([1, 42, "future"]), "unknown_kind"),
+    ("nested too deep", b"\x81" * 100 + b"\x00", "malformed"),
+]
+
+
+@pytest.mark.parametrize(("label", "frame", "counter"), BAD_FRAMES, ids=[b[0] for b in BAD_FRAMES])
+async def test_bad_frames_are_dropped_and_counted(pair, label, frame, counter) -> None:
+    alice, bob = pair
+    before = dict(bob.stores["s"].get_all())
+    bob.frame("alice", frame)
+    assert bob._engine.stats[counter] == 1
+    assert bob.stores["s"].get_all() == before
+    assert "alice" in bob.peers
+    await still_works(alice, bob)
+
+
+async def test_bad_yjs_update_is_dropped_not_applied_in_part(pair) -> None:
+    alice, bob = pair
+    good = StoreReplica("s")
+    good.set("fresh", 1)
+    delta = good.take_outbox()[0]
+    corrupt = delta[:5] + b"\xff" * 8
+    bob.frame("alice", wire.encode(wire.UPDATE, {"s": [b"\x07garbage", corrupt, delta]}, {}))
+    assert bob._engine.stats["bad_update"] >= 1
+    assert bob.stores["s"].get("fresh") == 1  # the good delta of the same message applied
+    await still_works(alice, bob)
+
+
+async def test_oversize_chunked_message_is_dropped(net) -> None:
+    alice = await net.join("room", peer_id="alice")
+    small = await net.join("room", peer_id="small", max_message_bytes=100_000)
+    store = alice.stores.create("s")
+    await converge(alice, small)
+    chunks = wire.frames(wire.encode(wire.UPDATE, {"s": [b"\x00" * 200_000]}, {}), 77)
+    for chunk in chunks:
+        small.frame("alice", chunk)
+    assert small._engine.stats["oversize"] == 1
+    await store.set("after", 1)
+    await converge(alice, small)
+    assert small.stores["s"].get("after") == 1
+
+
+async def test_garbage_entries_from_a_peer_are_inert(pair) -> None:
+    """A valid Yjs update carrying entries that are not ours is applied but ignored."""
+    alice, bob = pair
+    rogue = Doc()
+    entries = rogue.get("entries", type=Array)
+    entries.extend(
+        [
+            "not bytes",
+            42,
+            b"\xff\xff",
+            cbor2.dumps(["k", 0, b"bytes-value", 1, 1]),
+            cbor2.dumps(["k", 0, {1: 2}, 1, 1]),
+            cbor2.dumps(["*", 0, 1, 1, 1]),
+            cbor2.dumps(["k", 9, 1, 1, 1]),
+            cbor2.dumps(["k", 0, 2**70, 1, 1]),
+            cbor2.dumps(["k", 1, [1], 1, 1]),
+        ]
+    )
+    bob.frame("alice", wire.encode(wire.UPDATE, {"s": [rogue.get_update()]}, {}))
+    assert bob.stores["s"].get_all() == {"k": [1]}
+    await still_works(alice, bob)
+    await converge(alice, bob)
+    assert alice.stores["s"].get_all() == bob.stores["s"].get_all()
+
+
+async def test_bad_store_name_from_a_peer_is_refused(pair) -> None:
+    _, bob = pair
+    bob.frame("alice", wire.encode(wire.ACK, {"x" * 5000: b"\x00"}))
+    assert bob._engine.stats["bad_store_name"] == 1
+    assert sorted(bob.stores) == ["s"]
+
+
+def _valid_frames() -> list[bytes]:
+    a, _ = linked_pair()
+    replica = a.create_store("s")
+    replica.bulk_set({"k": [1, 2.0, "x"], "d": {"a": None}})
+    a.commit("s")
+    return [frame for _, frame in a.data_to_send(0.0)]
+
+
+VALID_FRAMES = _valid_frames()  # built once: hypothesis needs the same inputs every run
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frames=st.lists(
+        st.one_of(
+            st.binary(max_size=300),
+            st.tuples(
+                st.sampled_from(range(len(VALID_FRAMES))),
+                st.lists(
+                    st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4
+                ),
+            ),
+        ),
+        max_size=10,
+    )
+)
+def test_fuzzed_frames_never_raise(frames) -> None:
+    """Random bytes and mutated valid frames: no exception (PanicException included)."""
+    b = SyncEngine("b")
+    b.link_up("a", 0.0)
+    for item in frames:
+        if isinstance(item, bytes):
+            frame = item
+        else:
+            mutated = bytearray(VALID_FRAMES[item[0]])
+            for position, byte in item[1]:
+                mutated[position % len(mutated)] = byte
+            frame = bytes(mutated)
+        b.receive("a", frame, 0.0)  # must not raise
+    b.tick(0.5)
+    b.data_to_send(0.5)
+    assert b.stats["handler_error"] == 0
