@@ -4,10 +4,21 @@
 CRDT maps kept in sync with every other participant over WebRTC data channels.
 """
 
+from .errors import AuthError, JoinError
 from .meeting import Meeting, PeerEvent
 from .store import Callback, Store, Stores
 from .values import StoreValue
 
 __version__ = "0.1.0"
 
-__all__ = ["Callback", "Meeting", "PeerEvent", "Store", "StoreValue", "Stores", "__version__"]
+__all__ = [
+    "AuthError",
+    "Callback",
+    "JoinError",
+    "Meeting",
+    "PeerEvent",
+    "Store",
+    "StoreValue",
+    "Stores",
+    "__version__",
+]

@@ -251,6 +251,8 @@ class Meeting:
     def link_up(self, peer: str) -> None:
         if self._engine is None or self._state not in ("joining", "joined"):
             return
+        if self._transport is not None:
+            self._engine.peer_id = self._transport.peer_id  # settled by now (signaling)
         self._engine.link_up(peer, self._now())
         self._emit("peer_joined", peer)
         self._schedule_flush()

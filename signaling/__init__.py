@@ -1,0 +1,10 @@
+"""The crdt-stores signaling service: introduces the peers of a room, holds no data.
+
+Run it with ``python -m signaling --host 127.0.0.1 --port 8787 [--secret S]`` or embed
+it: ``async with SignalingServer("127.0.0.1", 0) as server: ... server.url``.
+"""
+
+from .server import CLOSE_CODES, Limits, SignalingServer
+from .tokens import TokenError, mint_token, verify_token
+
+__all__ = ["CLOSE_CODES", "Limits", "SignalingServer", "TokenError", "mint_token", "verify_token"]

@@ -1,0 +1,184 @@
+"""Client of the signaling service: joins a room, relays offers and answers, reconnects.
+
+The mesh does not depend on it once links are up: when the server goes away the
+client keeps trying to reconnect (with exponential backoff) and registers again
+under the same peer id, so newcomers after a restart still find this peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from typing import Any, Protocol
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from .errors import AuthError, JoinError
+
+__all__ = ["SignalingClient", "SignalingHandler"]
+
+log = logging.getLogger("crdt_stores.signaling")
+
+_AUTH_CLOSE_CODE = 4001
+
+
+class SignalingHandler(Protocol):
+    def peer_joined(self, peer: str) -> None: ...
+    def peer_left(self, peer: str) -> None: ...
+    def signal(self, peer: str, data: dict[str, Any]) -> None: ...
+    def signaling_restored(self, peers: list[str]) -> None: ...
+
+
+class SignalingClient:
+    """One peer's connection to the signaling server."""
+
+    def __init__(
+        self,
+        url: str,
+        room: str,
+        handler: SignalingHandler,
+        *,
+        peer_id: str | None = None,
+        token: str | None = None,
+        open_timeout: float = 10.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.room = room
+        self.handler = handler
+        self.peer_id = peer_id
+        self.token = token
+        self.open_timeout = open_timeout
+        self.max_backoff = max_backoff
+        self.connected = False
+        self._ws: ClientConnection | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def join(self) -> list[str]:
+        """Join the room; returns the peers already there. Raises ``JoinError``/``AuthError``."""
+        self._ws, peers = await self._connect_and_join()
+        self._runner = asyncio.create_task(self._run(), name=f"signaling {self.peer_id}")
+        return peers
+
+    async def _connect_and_join(self) -> tuple[ClientConnection, list[str]]:
+        try:
+            ws = await connect(
+                self.url,
+                open_timeout=self.open_timeout,
+                max_size=64 * 1024,
+                ping_interval=5,
+                ping_timeout=10,
+                compression=None,
+            )
+        except InvalidURI as exc:
+            raise JoinError(f"bad signaling URL {self.url!r}: {exc}", code="bad-url") from None
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            raise JoinError(
+                f"cannot reach the signaling server at {self.url}: {exc or type(exc).__name__}",
+                code="unreachable",
+            ) from None
+        try:
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "join",
+                        "room": self.room,
+                        "peer_id": self.peer_id,
+                        "token": self.token,
+                    }
+                )
+            )
+            reply = json.loads(await asyncio.wait_for(ws.recv(), self.open_timeout))
+        except ConnectionClosed as exc:
+            await ws.close()
+            code = exc.rcvd.code if exc.rcvd else None
+            reason = exc.rcvd.reason if exc.rcvd else "connection closed"
+            if code == _AUTH_CLOSE_CODE:
+                raise AuthError(reason, code="auth") from None
+            raise JoinError(f"the signaling server closed the connection: {reason}") from None
+        except (TimeoutError, ValueError) as exc:
+            await ws.close()
+            raise JoinError(f"no valid welcome from the signaling server: {exc}") from None
+        if not isinstance(reply, dict) or reply.get("type") != "welcome":
+            await ws.close()
+            reason = str(reply.get("reason")) if isinstance(reply, dict) else "unexpected reply"
+            code = str(reply.get("code", "refused")) if isinstance(reply, dict) else "refused"
+            if code.startswith("auth"):
+                raise AuthError(f"join refused: {reason}", code=code)
+            raise JoinError(f"join refused: {reason}", code=code)
+        self.peer_id = str(reply["peer_id"])
+        self.connected = True
+        return ws, [str(p) for p in reply.get("peers", [])]
+
+    async def _run(self) -> None:
+        """Read messages; when the server goes away, reconnect with backoff."""
+        while not self._closing:
+            assert self._ws is not None
+            try:
+                async for raw in self._ws:
+                    self._dispatch(raw)
+            except ConnectionClosed:
+                pass
+            self.connected = False
+            if self._closing:
+                return
+            log.warning("lost the signaling server %s; the mesh carries on, reconnecting", self.url)
+            delay = 0.2
+            while not self._closing:
+                await asyncio.sleep(delay * (0.75 + random.random() / 2))
+                try:
+                    self._ws, peers = await self._connect_and_join()
+                except AuthError as exc:
+                    log.error("signaling refused the rejoin (%s); staying off signaling", exc)
+                    return
+                except JoinError as exc:
+                    log.debug("signaling reconnect failed: %s", exc)
+                    delay = min(delay * 2, self.max_backoff)
+                    continue
+                log.info("signaling server %s is back; registered again", self.url)
+                self.handler.signaling_restored(peers)
+                break
+
+    def _dispatch(self, raw: str | bytes) -> None:
+        try:
+            message = json.loads(raw)
+            kind = message["type"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed message from the signaling server")
+            return
+        try:
+            if kind == "peer-joined":
+                self.handler.peer_joined(str(message["peer_id"]))
+            elif kind == "peer-left":
+                self.handler.peer_left(str(message["peer_id"]))
+            elif kind == "signal" and isinstance(message.get("data"), dict):
+                self.handler.signal(str(message["from"]), message["data"])
+            elif kind == "error":
+                log.info("signaling error %s: %s", message.get("code"), message.get("reason"))
+        except Exception:
+            log.exception("error handling a %r message from the signaling server", kind)
+
+    async def signal(self, peer: str, data: dict[str, Any]) -> bool:
+        """Send an offer or answer to ``peer``; False when signaling is down."""
+        ws = self._ws
+        if ws is None or not self.connected:
+            return False
+        try:
+            await ws.send(json.dumps({"type": "signal", "to": peer, "data": data}))
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner

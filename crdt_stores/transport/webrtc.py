@@ -1,0 +1,444 @@
+"""The WebRTC mesh: one aiortc ``RTCPeerConnection`` and data channel per pair of peers.
+
+* The newcomer offers to every peer the signaling server lists; those answer
+  (no glare). Re-offers after a failure come from the peer with the smaller id,
+  and an offer crossing ours is settled the same way.
+* ICE uses no STUN/TURN server unless ``ice_servers`` is given (aiortc alone would
+  contact a public STUN server). The host addresses ICE offers can be restricted
+  (``ice_addresses`` or ``CRDT_STORES_ICE_ADDRESSES``); aioice has no option for
+  it, so its address discovery is overridden only inside calls made for
+  connections that asked for it (a context variable, not a global switch).
+* Leaving closes the data channels first: aiortc sends what is queued before the
+  stream reset, whereas ``pc.close()`` alone aborts SCTP and drops it.
+* Frame handlers are guarded: an exception never reaches aiortc, which would
+  otherwise tear the connection down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from ..signaling_client import SignalingClient
+from .base import Transport, TransportHandler
+
+__all__ = ["ICE_ADDRESSES_ENV", "WebRTCTransport", "parse_ice_servers"]
+
+log = logging.getLogger("crdt_stores.webrtc")
+
+ICE_ADDRESSES_ENV = "CRDT_STORES_ICE_ADDRESSES"
+_CHANNEL_ID = 0
+
+_ice_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "crdt_stores_ice_addresses", default=None
+)
+_original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    addresses = _ice_addresses.get()
+    if addresses is None:
+        return _original_get_host_addresses(use_ipv4, use_ipv6)
+    return list(addresses)
+
+
+def _install_address_hook() -> None:
+    """Route aioice's host discovery through the context variable (idempotent)."""
+    if aioice.ice.get_host_addresses is not _get_host_addresses:
+        aioice.ice.get_host_addresses = _get_host_addresses
+
+
+@contextlib.contextmanager
+def _ice_scope(addresses: tuple[str, ...] | None) -> Iterator[None]:
+    token = _ice_addresses.set(addresses)
+    try:
+        yield
+    finally:
+        _ice_addresses.reset(token)
+
+
+def parse_ice_servers(servers: Sequence[Any] | None) -> list[RTCIceServer]:
+    """ICE servers from URLs, ``{"urls", "username", "credential"}`` dicts or ``RTCIceServer``."""
+    out: list[RTCIceServer] = []
+    for server in servers or ():
+        if isinstance(server, RTCIceServer):
+            out.append(server)
+        elif isinstance(server, str):
+            out.append(RTCIceServer(urls=server))
+        elif isinstance(server, dict) and "urls" in server:
+            out.append(
+                RTCIceServer(
+                    urls=server["urls"],
+                    username=server.get("username"),
+                    credential=server.get("credential"),
+                )
+            )
+        else:
+            raise TypeError(f"cannot use {server!r} as an ICE server")
+    return out
+
+
+@dataclass(eq=False)
+class _Peer:
+    """One peer connection attempt (a reconnect makes a new one)."""
+
+    id: str
+    pc: RTCPeerConnection
+    channel: RTCDataChannel
+    offerer: bool
+    session: str
+    ready: asyncio.Future[bool]
+    opened: bool = False
+    closed: bool = False
+    last_frame: float = 0.0
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+class WebRTCTransport(Transport):
+    """Links to the other peers of a room over aiortc data channels."""
+
+    def __init__(
+        self,
+        url: str,
+        room: str,
+        *,
+        token: str | None = None,
+        peer_id: str | None = None,
+        ice_servers: Sequence[Any] | None = None,
+        ice_addresses: Sequence[str] | None = None,
+        connect_timeout: float = 20.0,
+        join_timeout: float = 15.0,
+        left_grace: float = 2.5,
+        retry_backoff: float = 1.0,
+    ) -> None:
+        self.url = url
+        self.room = room
+        self.peer_id = peer_id or ""
+        self._token = token
+        self._ice_servers = parse_ice_servers(ice_servers)
+        if ice_addresses is None and os.environ.get(ICE_ADDRESSES_ENV):
+            ice_addresses = [
+                a.strip() for a in os.environ[ICE_ADDRESSES_ENV].split(",") if a.strip()
+            ]
+        self._ice_addresses = tuple(ice_addresses) if ice_addresses is not None else None
+        self._connect_timeout = connect_timeout
+        self._join_timeout = join_timeout
+        self._left_grace = left_grace
+        self._retry_backoff = retry_backoff
+        self._handler: TransportHandler | None = None
+        self._signaling: SignalingClient | None = None
+        self._peers: dict[str, _Peer] = {}
+        self._present: set[str] = set()  # in the room according to signaling
+        self._attempts: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    # -- Transport ----------------------------------------------------------------
+
+    async def start(self, handler: TransportHandler) -> None:
+        _install_address_hook()
+        self._handler = handler
+        self._signaling = SignalingClient(
+            self.url, self.room, self, peer_id=self.peer_id or None, token=self._token
+        )
+        peers = await self._signaling.join()
+        self.peer_id = self._signaling.peer_id or ""
+        self._present.update(peers)
+        for peer in peers:
+            self._connect(peer)
+        waiting = [p.ready for p in self._peers.values()]
+        if waiting:
+            # Return with the links to the peers already here open (or given up on).
+            await asyncio.wait(waiting, timeout=self._join_timeout)
+
+    def send(self, peer: str, data: bytes) -> None:
+        link = self._peers.get(peer)
+        if link is None or not link.opened or link.channel.readyState != "open":
+            return
+        try:
+            link.channel.send(data)
+        except Exception as exc:  # InvalidStateError, ConnectionError, ValueError
+            log.debug("could not send to %s: %s", peer, exc)
+
+    def buffered_amount(self) -> int:
+        return sum(p.channel.bufferedAmount for p in self._peers.values() if p.opened)
+
+    async def drain(self, low_water: int) -> None:
+        """Wait until every channel's queue is at most its share of ``low_water``."""
+        links = [p for p in self._peers.values() if p.opened]
+        if not links:
+            return
+        share = max(low_water // len(links), 1)
+        waits = []
+        for link in links:
+            if link.channel.bufferedAmount > share:
+                link.channel.bufferedAmountLowThreshold = share
+                waits.append(_event(link.channel, "bufferedamountlow"))
+        if waits:
+            await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=30.0)
+
+    def close_link(self, peer: str) -> None:
+        link = self._peers.get(peer)
+        if link is not None:
+            self._teardown(link)
+
+    async def close(self) -> None:
+        self._closing = True
+        links = list(self._peers.values())
+        for link in links:
+            if link.channel.readyState == "open":
+                link.channel.close()  # queued frames go out before the stream reset
+        closing = [_closed(link.channel) for link in links if link.opened]
+        if closing:
+            await asyncio.wait([asyncio.ensure_future(c) for c in closing], timeout=5.0)
+        for link in links:
+            self._teardown(link, close_pc=False)
+        await asyncio.gather(*(link.pc.close() for link in links), return_exceptions=True)
+        if self._signaling is not None:
+            await self._signaling.close()
+        for task in list(self._tasks):
+            task.cancel()
+        self._handler = None
+
+    # -- SignalingHandler ---------------------------------------------------------
+
+    def peer_joined(self, peer: str) -> None:
+        self._present.add(peer)  # the newcomer offers; nothing to do here
+
+    def peer_left(self, peer: str) -> None:
+        self._present.discard(peer)
+        self._attempts.pop(peer, None)
+        link = self._peers.get(peer)
+        if link is None:
+            return
+        if not link.opened:
+            self._teardown(link)
+            return
+        # Signaling losing a peer does not mean the mesh did (its link may be fine):
+        # close only if the peer stays silent for a heartbeat or two.
+        noticed = asyncio.get_running_loop().time()
+        self._spawn(self._close_if_silent(link, noticed))
+
+    def signal(self, peer: str, data: dict[str, Any]) -> None:
+        kind = data.get("kind")
+        session = data.get("session")
+        sdp = data.get("sdp")
+        if not isinstance(session, str) or not isinstance(sdp, str):
+            log.warning("ignored a malformed signal from %s", peer)
+            return
+        if kind == "offer":
+            existing = self._peers.get(peer)
+            crossing = existing is not None and existing.offerer and not existing.opened
+            if crossing and not existing.closed and self.peer_id < peer:
+                return  # offers crossed: the smaller id's offer wins, this one is dropped
+            if existing is not None:
+                self._teardown(existing, retry=False)
+            self._present.add(peer)
+            link = self._new_peer(peer, offerer=False, session=session)
+            self._spawn(self._answer(link, sdp), link)
+        elif kind == "answer":
+            link = self._peers.get(peer)
+            if link is not None and link.offerer and link.session == session and not link.closed:
+                self._spawn(self._accept_answer(link, sdp), link)
+
+    def signaling_restored(self, peers: list[str]) -> None:
+        self._present = set(peers)
+        for peer in peers:
+            if peer not in self._peers:
+                self._connect(peer)  # registered again as a newcomer: offer to whom we lack
+
+    # -- connections --------------------------------------------------------------
+
+    def _new_peer(self, peer: str, *, offerer: bool, session: str) -> _Peer:
+        with _ice_scope(self._ice_addresses):
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice_servers)))
+        channel = pc.createDataChannel("crdt-stores", negotiated=True, id=_CHANNEL_ID, ordered=True)
+        link = _Peer(
+            peer,
+            pc,
+            channel,
+            offerer=offerer,
+            session=session,
+            ready=asyncio.get_running_loop().create_future(),
+        )
+        self._peers[peer] = link
+
+        @channel.on("open")
+        def on_open() -> None:
+            self._opened(link)
+
+        @channel.on("message")
+        def on_message(data: bytes | str) -> None:
+            # Guarded: an exception escaping here would make aiortc drop the connection.
+            try:
+                self._frame(link, data)
+            except Exception:
+                log.exception("error handling a frame from %s", link.id)
+
+        @channel.on("close")
+        def on_close() -> None:
+            self._teardown(link)
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                self._teardown(link)
+
+        self._spawn(self._deadline(link), link)
+        return link
+
+    def _connect(self, peer: str) -> None:
+        if self._closing or peer == self.peer_id:
+            return
+        link = self._new_peer(peer, offerer=True, session=secrets.token_hex(8))
+        self._spawn(self._offer(link), link)
+
+    async def _offer(self, link: _Peer) -> None:
+        with _ice_scope(self._ice_addresses):
+            offer = await link.pc.createOffer()
+            await link.pc.setLocalDescription(offer)
+        assert self._signaling is not None
+        description = link.pc.localDescription
+        sent = await self._signaling.signal(
+            link.id, {"kind": "offer", "session": link.session, "sdp": description.sdp}
+        )
+        if not sent:
+            self._teardown(link)
+
+    async def _answer(self, link: _Peer, sdp: str) -> None:
+        with _ice_scope(self._ice_addresses):
+            await link.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            answer = await link.pc.createAnswer()
+            await link.pc.setLocalDescription(answer)
+        assert self._signaling is not None
+        description = link.pc.localDescription
+        sent = await self._signaling.signal(
+            link.id, {"kind": "answer", "session": link.session, "sdp": description.sdp}
+        )
+        if not sent:
+            self._teardown(link)
+
+    async def _accept_answer(self, link: _Peer, sdp: str) -> None:
+        if link.pc.signalingState != "have-local-offer":
+            return
+        with _ice_scope(self._ice_addresses):
+            await link.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def _deadline(self, link: _Peer) -> None:
+        await asyncio.sleep(self._connect_timeout)
+        if not link.opened and not link.closed:
+            log.warning(
+                "no connection to %s after %.0f s; giving up", link.id, self._connect_timeout
+            )
+            self._teardown(link)
+
+    async def _close_if_silent(self, link: _Peer, since: float) -> None:
+        await asyncio.sleep(self._left_grace)
+        if not link.closed and link.last_frame < since:
+            log.info("%s left the room and went silent; closing its link", link.id)
+            self._teardown(link, retry=False)
+
+    def _opened(self, link: _Peer) -> None:
+        if link.closed or self._peers.get(link.id) is not link:
+            return
+        link.opened = True
+        link.last_frame = asyncio.get_running_loop().time()
+        self._attempts.pop(link.id, None)
+        if not link.ready.done():
+            link.ready.set_result(True)
+        if self._handler is not None:
+            self._handler.link_up(link.id)
+
+    def _frame(self, link: _Peer, data: bytes | str) -> None:
+        if link.closed or self._handler is None:
+            return
+        link.last_frame = asyncio.get_running_loop().time()
+        if isinstance(data, str):
+            data = data.encode()
+        self._handler.frame(link.id, data)
+
+    def _teardown(self, link: _Peer, *, retry: bool = True, close_pc: bool = True) -> None:
+        """Forget a connection (idempotent); tell the meeting if it was a link."""
+        if link.closed:
+            return
+        link.closed = True
+        if not link.ready.done():
+            link.ready.set_result(False)
+        current = self._peers.get(link.id) is link
+        if current:
+            del self._peers[link.id]
+        for task in link.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        if close_pc:
+            self._spawn(link.pc.close())
+        if link.opened and current and self._handler is not None:
+            self._handler.link_down(link.id)
+        if retry and current and not self._closing:
+            self._schedule_retry(link.id)
+
+    def _schedule_retry(self, peer: str) -> None:
+        # One side re-offers, so retries cannot cross: the smaller peer id.
+        if peer not in self._present or not self.peer_id < peer:
+            return
+        attempt = self._attempts.get(peer, 0) + 1
+        self._attempts[peer] = attempt
+        delay = min(self._retry_backoff * 2 ** (attempt - 1), 30.0)
+        self._spawn(self._retry(peer, delay))
+
+    async def _retry(self, peer: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if peer in self._present and peer not in self._peers and not self._closing:
+            log.info("reconnecting to %s", peer)
+            self._connect(peer)
+
+    def _spawn(self, coro: Any, link: _Peer | None = None) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        owner = link.tasks if link is not None else self._tasks
+        owner.add(task)
+        task.add_done_callback(owner.discard)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            if task.cancelled() or task.exception() is None:
+                return
+            log.warning("WebRTC task failed: %r", task.exception())
+            if link is not None:
+                self._teardown(link)  # a failed negotiation step ends this attempt
+
+        task.add_done_callback(done)
+        return task
+
+
+async def _closed(channel: RTCDataChannel) -> None:
+    if channel.readyState != "closed":
+        await _event(channel, "close")
+
+
+async def _event(channel: RTCDataChannel, name: str) -> None:
+    """Wait for one ``name`` event of ``channel`` (or for it to close)."""
+    done = asyncio.get_running_loop().create_future()
+
+    def fire() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    channel.once(name, fire)
+    if name != "close":
+        channel.once("close", fire)
+    await done

@@ -1,0 +1,67 @@
+"""``python -m signaling``: run the signaling server until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from .server import Limits, SignalingServer
+
+
+def build_parser(prog: str = "python -m signaling") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="crdt-stores signaling server")
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 picks one)")
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get("CRDT_STORES_SECRET"),
+        help="HS256 secret for join tokens (or CRDT_STORES_SECRET); without it the server is open",
+    )
+    parser.add_argument("--max-peers", type=int, default=64, help="peers per room (default 64)")
+    parser.add_argument(
+        "--rate", type=float, default=20.0, help="messages per second per connection"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every join and leave")
+
+
+async def serve(args: argparse.Namespace) -> None:
+    limits = Limits(max_peers_per_room=args.max_peers, messages_per_second=args.rate)
+    server = SignalingServer(args.host, args.port, secret=args.secret, limits=limits)
+    await server.start()
+    mode = "tokens required" if server.secret else "OPEN (no --secret: anyone can join any room)"
+    print(f"signaling server listening on {server.url} - {mode}", flush=True)
+    try:
+        await server.serve_forever()
+    finally:
+        await server.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Peers over real WebRTC (aiortc) on loopback, introduced by a real signaling server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from crdt_stores import Meeting
+from crdt_stores.transport import webrtc
+from signaling import SignalingServer
+
+from .conftest import assert_same_state, converge
+from .netutil import LOOPBACK, free_port, read_line, spawn, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def server():
+    async with SignalingServer("127.0.0.1", 0) as running:
+        yield running
+
+
+async def join(url: str, peer_id: str, room: str = "room", **options) -> Meeting:
+    return await Meeting.join(url, room, peer_id=peer_id, ice_addresses=LOOPBACK, **options)
+
+
+async def leave_all(*meetings: Meeting) -> None:
+    await asyncio.gather(*(m.leave() for m in meetings))
+
+
+async def test_three_peers_converge_under_concurrent_writes(server) -> None:
+    started = time.perf_counter()
+    peers = [await join(server.url, name) for name in ("a", "b", "c")]
+    joined = time.perf_counter() - started
+    print(f"3-peer join took {joined:.2f} s")
+    try:
+        for peer in peers:
+            assert sorted(peer.peers) == sorted(p.peer_id for p in peers if p is not peer)
+        seen: list = []
+        peers[2].stores.create("shared").subscribe("*", lambda k, v: seen.append(k))
+
+        async def writer(i: int, meeting: Meeting) -> None:
+            store = meeting.stores.create("shared")
+            other = meeting.stores.create(f"own-{i}")
+            for n in range(50):
+                await store.update("doc", {f"field-{i}": n})
+                await store.update("log", [f"{i}:{n}"])
+                await store.set(f"key-{n % 5}", {"by": i, "n": n, "f": n / 7})
+                await other.bulk_set({"a": n, "b": [n]})
+                if n % 10 == 0:
+                    await store.delete(f"key-{(n + 1) % 5}")
+                    await other.bulk_delete(["b"])
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(writer(i, m) for i, m in enumerate(peers)))
+        await converge(*peers)
+        assert_same_state(*peers)
+        shared = peers[0].stores["shared"]
+        assert shared.get("doc") == {"field-0": 49, "field-1": 49, "field-2": 49}
+        assert sorted(shared.get("log")) == sorted(f"{i}:{n}" for i in range(3) for n in range(50))
+        assert sorted(peers[1].stores) == ["own-0", "own-1", "own-2", "shared"]
+        assert seen  # remote writes reached a subscriber
+    finally:
+        await leave_all(*peers)
+
+
+async def test_late_joiner_gets_a_megabyte_and_leavers_disappear(server) -> None:
+    a = await join(server.url, "a")
+    b = await join(server.url, "b")
+    try:
+        store = a.stores.create("big")
+        await store.bulk_set({f"k{i}": "x" * 1000 for i in range(1000)})  # ~1 MB
+        await converge(a, b)
+        late = await join(server.url, "late")
+        await converge(a, b, late)
+        assert late.stores["big"].get_all() == store.get_all()
+        assert late._engine.stats["bytes_in"] > 1_000_000
+        await b.leave()
+        await wait_until(lambda: "b" not in a.peers and "b" not in late.peers, 10, "b to be gone")
+        await a.stores["big"].set("after", 1)
+        await converge(a, late)  # synced() does not wait for b
+        assert late.stores["big"].get("after") == 1
+        await late.leave()
+    finally:
+        await leave_all(a, b)
+
+
+async def test_killed_peer_process_is_dropped_and_others_keep_syncing(server) -> None:
+    a = await join(server.url, "a")
+    b = await join(server.url, "b")
+    proc = spawn("-m", "tests.helpers.peer_process", server.url, "room", "doomed", "s", "k", '"v"')
+    try:
+        assert await read_line(proc) == "ready"
+        await wait_until(lambda: "doomed" in a.peers and "doomed" in b.peers, 20, "links to doomed")
+        await converge(a, b)
+        assert a.stores["s"].get("k") == "v"
+        store = a.stores["s"]
+        await store.set("before", 1)
+        # A write just before the kill: its ack from "doomed" may never come.
+        killed_at = time.monotonic()
+        os.kill(proc.pid, signal.SIGKILL)
+        await wait_until(
+            lambda: "doomed" not in a.peers and "doomed" not in b.peers, 10, "doomed to leave"
+        )
+        print(f"killed peer dropped after {time.monotonic() - killed_at:.2f} s")
+        await store.update("after", [1])
+        await asyncio.wait_for(converge(a, b), 10)  # synced() does not hang on the dead peer
+        assert b.stores["s"].get("after") == [1]
+    finally:
+        proc.kill()
+        proc.wait()
+        await leave_all(a, b)
+
+
+async def test_mesh_survives_signaling_outage_and_newcomer_finds_peers_after_restart() -> None:
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    server = spawn("-m", "signaling", "--host", "127.0.0.1", "--port", str(port))
+    a = b = newcomer = None
+    try:
+        assert "listening" in await read_line(server)
+        a = await join(url, "a")
+        b = await join(url, "b")
+        await converge(a, b)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        await wait_until(
+            lambda: not a._transport._signaling.connected and not b._transport._signaling.connected,
+            10,
+            "both peers to notice the server is gone",
+        )
+        store = a.stores.create("s")
+        await store.set("during-outage", {"ok": True})
+        await converge(a, b)
+        assert b.stores["s"].get("during-outage") == {"ok": True}
+        server = spawn("-m", "signaling", "--host", "127.0.0.1", "--port", str(port))
+        assert "listening" in await read_line(server)
+        await wait_until(
+            lambda: a._transport._signaling.connected and b._transport._signaling.connected,
+            20,
+            "both peers to register again",
+        )
+        newcomer = await join(url, "newcomer")
+        assert sorted(newcomer.peers) == ["a", "b"]
+        await converge(a, b, newcomer)
+        assert newcomer.stores["s"].get("during-outage") == {"ok": True}
+    finally:
+        server.kill()
+        server.wait()
+        await leave_all(*(m for m in (a, b, newcomer) if m is not None))
+
+
+async def test_handler_exception_does_not_close_the_connection(server, monkeypatch) -> None:
+    a = await join(server.url, "a")
+    b = await join(server.url, "b")
+    try:
+        original = b.frame
+        calls = {"n": 0}
+
+        def flaky(peer: str, data: bytes) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("handler bug")
+            original(peer, data)
+
+        monkeypatch.setattr(b, "frame", flaky)
+        await a.stores.create("s").set("k", 1)  # the first frame hits the bug
+        await a.stores["s"].set("k", 2)
+        await converge(a, b)  # anti-entropy repairs what the failed frame carried
+        assert b.stores["s"].get("k") == 2 and "a" in b.peers and calls["n"] > 1
+    finally:
+        await leave_all(a, b)
+
+
+async def test_leave_delivers_queued_writes(server) -> None:
+    a = await join(server.url, "a")
+    b = await join(server.url, "b")
+    try:
+        store = a.stores.create("s")
+        await converge(a, b)
+        for i in range(3000):
+            await store.set(f"k{i}", "y" * 100)  # ~300 KB queued, never awaited
+        await a.leave()
+        await wait_until(lambda: len(b.stores["s"]) == 3000, 10, "all writes at b")
+    finally:
+        await leave_all(a, b)
+
+
+def test_ice_address_override_is_scoped() -> None:
+    webrtc._install_address_hook()
+    with webrtc._ice_scope(("127.0.0.1",)):
+        assert webrtc._get_host_addresses(True, True) == ["127.0.0.1"]
+    # outside a scope aioice's own discovery runs unchanged (it never lists loopback)
+    assert "127.0.0.1" not in webrtc._get_host_addresses(True, False)
+
+
+def test_ice_servers_parsing_and_no_implicit_stun() -> None:
+    servers = webrtc.parse_ice_servers(
+        [
+            "stun:stun.example.org:3478",
+            {"urls": "turn:turn.example.org", "username": "u", "credential": "p"},
+        ]
+    )
+    assert [s.urls for s in servers] == ["stun:stun.example.org:3478", "turn:turn.example.org"]
+    assert webrtc.parse_ice_servers(None) == []
+    with pytest.raises(TypeError):
+        webrtc.parse_ice_servers([42])
+
+
+async def test_ice_addresses_from_environment(monkeypatch) -> None:
+    monkeypatch.setenv(webrtc.ICE_ADDRESSES_ENV, "127.0.0.1, ")
+    transport = webrtc.WebRTCTransport("ws://127.0.0.1:1", "room")
+    assert transport._ice_addresses == ("127.0.0.1",)
+    explicit = webrtc.WebRTCTransport("ws://127.0.0.1:1", "room", ice_addresses=["127.0.0.1"])
+    assert explicit._ice_addresses == ("127.0.0.1",)
