@@ -13,6 +13,20 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _peer(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from .shell import run_peer
+
+    if args.ice_address:
+        os.environ["CRDT_STORES_ICE_ADDRESSES"] = ",".join(args.ice_address)
+    try:
+        return asyncio.run(run_peer(args.signaling, args.room, args.name, args.token))
+    except KeyboardInterrupt:
+        return 0
+
+
 def _signaling(args: argparse.Namespace) -> int:
     from signaling.__main__ import run
 
@@ -22,6 +36,9 @@ def _signaling(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from signaling.__main__ import add_arguments
 
+    from .demo import add_arguments as add_demo_arguments
+    from .demo import run as run_demo
+
     parser = argparse.ArgumentParser(
         prog="crdt-stores",
         description="Realtime key-value stores replicated peer to peer over WebRTC.",
@@ -29,7 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run several peers over real WebRTC and show they converge")
-    demo.set_defaults(run=lambda args: _not_yet("demo"))
+    add_demo_arguments(demo)
+    demo.set_defaults(run=run_demo)
+
+    peer = sub.add_parser("peer", help="an interactive peer (commands typed or piped in)")
+    peer.add_argument("--signaling", required=True, metavar="URL", help="ws://host:port")
+    peer.add_argument("--room", required=True)
+    peer.add_argument("--name", help="peer id (default: assigned by the server or the token)")
+    peer.add_argument("--token", help="join token, when the server has a secret")
+    peer.add_argument(
+        "--ice-address",
+        action="append",
+        metavar="IP",
+        help="host address ICE may use (repeatable; default: CRDT_STORES_ICE_ADDRESSES or all)",
+    )
+    peer.set_defaults(run=_peer)
 
     server = sub.add_parser("signaling", help="run the signaling server")
     add_arguments(server)
@@ -44,11 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.set_defaults(run=_token)
     return parser
-
-
-def _not_yet(what: str) -> int:
-    print(f"crdt-stores {what}: not yet")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

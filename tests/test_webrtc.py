@@ -117,6 +117,37 @@ async def test_killed_peer_process_is_dropped_and_others_keep_syncing(server) ->
         await leave_all(a, b)
 
 
+async def test_heartbeat_drops_a_killed_peer_when_signaling_cannot_tell() -> None:
+    """With the signaling server gone, only the heartbeat can notice a dead peer."""
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    server = spawn("-m", "signaling", "--host", "127.0.0.1", "--port", str(port))
+    proc = None
+    a = None
+    try:
+        assert "listening" in await read_line(server)
+        a = await join(url, "a")
+        proc = spawn("-m", "tests.helpers.peer_process", url, "room", "doomed", "s", "k", "1")
+        assert await read_line(proc) == "ready"
+        await wait_until(lambda: "doomed" in a.peers, 20, "link to doomed")
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        await wait_until(lambda: not a._transport._signaling.connected, 10, "signaling gone")
+        killed_at = time.monotonic()
+        os.kill(proc.pid, signal.SIGKILL)
+        await wait_until(lambda: "doomed" not in a.peers, 10, "the heartbeat to drop doomed")
+        print(f"heartbeat dropped the killed peer after {time.monotonic() - killed_at:.2f} s")
+        await a.stores["s"].set("after", 1)
+        await asyncio.wait_for(a.synced(), 5)
+    finally:
+        for process in (proc, server):
+            if process is not None:
+                process.kill()
+                process.wait()
+        if a is not None:
+            await a.leave()
+
+
 async def test_mesh_survives_signaling_outage_and_newcomer_finds_peers_after_restart() -> None:
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
