@@ -29,6 +29,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from pycrdt import merge_updates
+
 from . import _statevector as sv
 from . import wire
 from .replica import StoreReplica, UpdateError
@@ -114,6 +116,7 @@ class SyncEngine:
         self._now = 0.0
         self._next_sync_check = 0.0
         self._message_ids = itertools.count()
+        self._local_out: dict[str, list[bytes]] = {}  # local deltas of this tick, per store
         self._pending_bytes = 0
 
     # -- stores -------------------------------------------------------------------
@@ -159,14 +162,12 @@ class SyncEngine:
 
     def commit(self, name: str) -> int:
         """Queue the local deltas of store ``name`` for every link; returns their size."""
-        replica = self._stores[name]
-        deltas = replica.take_outbox()
+        deltas = self._stores[name].take_outbox()
         if not deltas:
             return 0
-        for link in self._links.values():
-            link.updates.setdefault(name, []).extend(deltas)
+        self._local_out.setdefault(name, []).extend(deltas)
         size = sum(len(d) for d in deltas)
-        self._pending_bytes += size * len(self._links)
+        self._pending_bytes += size
         return size
 
     # -- links --------------------------------------------------------------------
@@ -214,14 +215,19 @@ class SyncEngine:
         self.stats["bytes_in"] += len(frame)
         try:
             message = wire.decode_frame(frame, self.config.max_frame_bytes)
+            limit = self.config.max_message_bytes
             if message.kind == wire.CHUNK:
                 assert message.chunk is not None and link.reassembler is not None
                 whole = link.reassembler.add(*message.chunk)
                 if whole is None:
                     return
-                message = wire.decode_frame(whole, self.config.max_message_bytes)
+                message = wire.decode_frame(whole, limit)
                 if message.kind == wire.CHUNK:
                     raise wire.ProtocolError("malformed", "chunk inside a chunk")
+            if message.kind == wire.COMPRESSED:
+                message = wire.decode_frame(wire.inflate(message.packed, limit), limit)
+                if message.kind in (wire.CHUNK, wire.COMPRESSED):
+                    raise wire.ProtocolError("malformed", "nested envelope in a compressed message")
             self._handle(link, message)
         except wire.ProtocolError as exc:
             self.stats[exc.reason] += 1
@@ -285,19 +291,18 @@ class SyncEngine:
             fresh: list[bytes] = []
             for delta in deltas:
                 try:
-                    new = replica.apply(delta)
+                    if replica.apply(delta):
+                        fresh.append(delta)
                 except UpdateError as exc:
                     self.stats["bad_update"] += 1
                     log.warning(
                         "dropped a bad update for store %r from %s: %s", name, source.peer, exc
                     )
-                    continue
-                if new is not None:
-                    fresh.append(new)
+            # Ack even what was known already: the sender may be waiting on our state.
+            source.states_now.add(name)
             if not fresh:
                 continue
             self.stats["updates_applied"] += len(fresh)
-            source.states_now.add(name)
             for link in self._links.values():
                 if link is source:
                     continue
@@ -369,6 +374,15 @@ class SyncEngine:
         if now is not None:
             self._now = now
         self._pending_bytes = 0
+        if self._local_out:
+            # One merged delta per store and tick (merged once, sent on every link):
+            # smaller on the wire and much cheaper to apply than many tiny ones.
+            local_out = self._local_out
+            self._local_out = {}
+            for name, deltas in local_out.items():
+                merged = _merge(deltas)
+                for link in self._links.values():
+                    link.updates.setdefault(name, []).extend(merged)
         out: list[tuple[str, bytes]] = []
         for link in self._links.values():
             if not link.pending():
@@ -456,3 +470,15 @@ class SyncEngine:
     def pending_bytes(self) -> int:
         """Bytes of local deltas queued for the next flush (for backpressure)."""
         return self._pending_bytes
+
+
+_MERGE_CHUNK = 256  # pycrdt's merge slows down on very long lists of updates
+
+
+def _merge(deltas: list[bytes]) -> list[bytes]:
+    if len(deltas) == 1:
+        return deltas
+    return [
+        merge_updates(*deltas[i : i + _MERGE_CHUNK]) if len(deltas) - i > 1 else deltas[i]
+        for i in range(0, len(deltas), _MERGE_CHUNK)
+    ]

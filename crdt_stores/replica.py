@@ -4,12 +4,13 @@ Layout (the idea of Yjs' ``YKeyValue``, plus ordering and merge rules):
 
 * A store is one pycrdt ``Doc``. Its root ``Map`` ("writers") holds one ``Array`` per
   replica that ever wrote, keyed by its client id; a replica only appends to its own.
-  Items are CBOR-encoded *entries* ``[key, op, payload, lamport, author]``: ``set``
+  Items are CBOR-encoded *entries* ``[key, op, payload, lamport]``: ``set``
   (op 0), dict ``update`` (1, a shallow merge), list ``update`` (2, an append) and
   ``delete`` (3).
-* A key's value is the fold of its entries in ``(lamport, author)`` order, wherever
-  they sit. Lamport clocks follow causality, so a write that saw another one comes
-  after it; concurrent writes are ordered by replica id, the same on every peer.
+* A key's value is the fold of its entries in ``(lamport, writer)`` order, wherever
+  they sit (the writer is the client id keying the array that holds the entry).
+  Lamport clocks follow causality, so a write that saw another one comes after
+  it; concurrent writes are ordered by replica id, the same on every peer.
 * Entries that can no longer change any fold are deleted (a write deletes what it
   supersedes in the same transaction). A writer's entries form one chain in its own
   array, so its deleted entries collapse into a single tombstone run however writers
@@ -28,7 +29,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import cbor2
-from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, TransactionEvent
+from pycrdt import Doc, Map
+from pycrdt._pycrdt import Array as _RawArray
+from pycrdt._pycrdt import ArrayEvent as _RawArrayEvent
 
 from . import _statevector
 from .values import (
@@ -53,7 +56,7 @@ DELETE: Final = 3
 WILDCARD: Final = "*"
 _LOCAL: Final = "crdt-stores/local"
 _EMPTY_UPDATE: Final = b"\x00\x00"
-_ENTRY_HEAD: Final = b"\x85"  # CBOR array of 5 items; the items are encoded separately
+_ENTRY_HEAD: Final = b"\x84"  # CBOR array of 4 items; the items are encoded separately
 
 
 class _Missing:
@@ -95,16 +98,15 @@ def _order(entry: Entry) -> tuple[int, int]:
     return entry.order
 
 
-def _parse(blob: object) -> Entry:
-    """Decode an entry from the array; anything malformed becomes an inert entry."""
+def _parse(blob: object, writer: int) -> Entry:
+    """Decode an entry from ``writer``'s array; anything malformed becomes an inert entry."""
     try:
         if not isinstance(blob, (bytes, bytearray)):
             raise ValueError("not bytes")
-        item = decode(blob)
-        key, op, payload, lamport, author = item
+        key, op, payload, lamport = decode(blob)
         if type(key) is not str or not key or key == WILDCARD:
             raise ValueError("bad key")
-        if type(lamport) is not int or type(author) is not int or lamport < 0 or author < 0:
+        if type(lamport) is not int or lamport < 0:
             raise ValueError("bad order")
         if op == SET:
             ok = is_valid(payload)
@@ -120,7 +122,12 @@ def _parse(blob: object) -> Entry:
             raise ValueError("bad payload")
     except (ValueError, TypeError):
         return Entry(None, -1, None, (0, 0))
-    return Entry(key, op, payload, (lamport, author))
+    return Entry(key, op, payload, (lamport, writer))
+
+
+def _writer_id(writer: str) -> int:
+    """The numeric id that orders a writer's entries (its Yjs client id)."""
+    return int(writer) if writer.isdecimal() and len(writer) < 20 else 0
 
 
 def _apply_op(value: Any, entry: Entry) -> Any:
@@ -217,22 +224,30 @@ class StoreReplica:
         self.max_value_bytes = max_value_bytes
         self.on_change: ChangeListener | None = None
         self._doc: Doc = Doc(client_id=client_id)
-        self._writers: Map = self._doc.get("writers", type=Map)
+        # Hot paths use pycrdt's Rust objects directly: its Python wrappers cost
+        # more than the CRDT work itself (pycrdt is pinned below 0.15 for this).
+        self._ydoc = self._doc._doc
+        self._writers = self._doc.get("writers", type=Map).integrated
         self._author = self._doc.client_id
         self._me = str(self._author)
-        self._arrays: dict[str, Array] = {}  # writer -> its array
+        self._arrays: dict[str, Any] = {}  # writer -> its (Rust) array
         self._mirrors: dict[str, list[Entry]] = {}  # writer -> its array's items, in order
         self._by_key: dict[str, list[Entry]] = {}  # each sorted by order
         self._values: dict[str, Any] = {}  # folded value of every present key
         self._lamport = 0
         self._outbox: list[bytes] = []
+        # gathered by the observers during one transaction, used right after it
+        self._local = False
         self._txn_update: bytes | None = None
-        self._txn_changes: dict[str, Any] = {}
-        self._local_entries: list[Entry] | None = None
+        self._txn_inserted: list[Entry] = []
+        self._txn_removed: list[Entry] = []
+        self._txn_new_arrays: dict[str, Any] = {}
         self._sv: bytes | None = None
         self._sv_dict: _statevector.StateVector | None = None
-        self._doc.observe(self._on_transaction)
-        self._writers.observe_deep(self._on_events)
+        self._subscriptions = (  # dropping a subscription object unsubscribes it
+            self._ydoc.observe(self._on_transaction),
+            self._writers.observe_deep(self._on_events),
+        )
 
     # -- reads -------------------------------------------------------------------
 
@@ -286,7 +301,8 @@ class StoreReplica:
     # -- local writes ------------------------------------------------------------
 
     def set(self, key: str, value: object) -> None:
-        self.bulk_set({key: value}, _what="set")
+        key = _write_key(key)
+        self._write([self._op(key, SET, normalize(value))])
 
     def update(self, key: str, value: object) -> None:
         key = _write_key(key)
@@ -298,11 +314,9 @@ class StoreReplica:
     def delete(self, key: str) -> None:
         self.bulk_delete([key])
 
-    def bulk_set(self, mapping: Mapping[str, object], *, _what: str = "bulk_set") -> None:
+    def bulk_set(self, mapping: Mapping[str, object]) -> None:
         if not isinstance(mapping, Mapping):
-            raise TypeError(
-                f"{_what} takes a mapping of key to value, not {type(mapping).__name__}"
-            )
+            raise TypeError(f"bulk_set takes a mapping, not {type(mapping).__name__}")
         ops: dict[str, tuple[str, int, Any, bytes]] = {}
         for key, value in mapping.items():
             key = _write_key(key)
@@ -333,39 +347,90 @@ class StoreReplica:
             return
         lamport = self._lamport + 1
         order = (lamport, self._author)
-        tail = cbor2.dumps(lamport) + cbor2.dumps(self._author)
+        tail = cbor2.dumps(lamport)
         entries: list[Entry] = []
         blobs: list[bytes] = []
         dead: list[Entry] = []
         for key, op, payload, blob in ops:
-            entries.append(Entry(key, op, payload, order))
+            entry = Entry(key, op, payload, order)
+            entries.append(entry)
             blobs.append(_ENTRY_HEAD + cbor2.dumps(key) + bytes((op,)) + blob + tail)
             existing = self._by_key.get(key)
             if existing:
-                dead.extend(_dead([*existing, entries[-1]]))
-        self._local_entries = entries
+                dead.extend(_dead([*existing, entry]))
+        txn = self._ydoc.create_transaction()
+        self._local = True
         try:
-            with self._doc.transaction(origin=_LOCAL):
-                self._delete(dead)
-                mine = self._arrays.get(self._me)
-                if mine is None:
-                    self._writers[self._me] = Array(blobs)
-                else:
-                    mine.extend(blobs)
+            mine = self._arrays.get(self._me)
+            if mine is None:
+                mine = self._writers.insert_array_prelim(txn, self._me)
+                self._arrays[self._me] = mine
+                self._mirrors[self._me] = []
+            mirror = self._mirrors[self._me]
+            base = len(mirror)
+            # Append first: the deletions below then keep their indices.
+            for offset, blob in enumerate(blobs):
+                mine.insert(txn, base + offset, blob)
+            doomed = self._delete(txn, dead)
         finally:
-            self._local_entries = None
+            self._commit(txn)
         self._lamport = lamport
-        self._after_transaction(local=True)
+        # This replica knows what it changed: no need to decode its own observer events.
+        self._forget(doomed, dead)
+        for offset, entry in enumerate(entries):
+            entry.writer = self._me
+            entry.pos = base + offset - len(doomed.get(self._me, ()))
+        mirror.extend(entries)
+        by_key = self._by_key
+        values = self._values
+        changes: dict[str, Any] = {}
+        for entry in entries:
+            key = entry.key
+            assert key is not None
+            by_key.setdefault(key, []).append(entry)  # the newest order: always last
+            # Dead entries never changed the fold, so the old value is the base.
+            value = _apply_op(values.get(key, MISSING), entry)
+            if value is MISSING:
+                values.pop(key, None)
+            else:
+                values[key] = value
+            changes[key] = value
+        self._local_done(changes)
 
-    def _delete(self, entries: list[Entry]) -> None:
-        """Delete entries from their writers' arrays (inside a transaction)."""
+    def _delete(self, txn: Any, entries: list[Entry]) -> dict[str, list[int]]:
+        """Delete entries from their writers' arrays; returns the indices, per writer."""
         by_writer: dict[str, set[int]] = {}
         for entry in entries:
             by_writer.setdefault(entry.writer, set()).add(self._index_of(entry))
+        doomed: dict[str, list[int]] = {}
         for writer, indices in by_writer.items():
             array = self._arrays[writer]
-            for start, length in _runs(sorted(indices)):
-                del array[start : start + length]
+            ordered = doomed[writer] = sorted(indices)
+            for start, length in _runs(ordered):
+                array.remove_range(txn, start, length)
+        return doomed
+
+    def _forget(self, doomed: dict[str, list[int]], dead: list[Entry]) -> None:
+        """Drop deleted entries from the mirrors and key lists (after a local delete)."""
+        for writer, indices in doomed.items():
+            mirror = self._mirrors[writer]
+            for index in reversed(indices):
+                del mirror[index]
+        by_key = self._by_key
+        for entry in dead:
+            assert entry.key is not None
+            entries = by_key[entry.key]
+            entries.remove(entry)
+            if not entries:
+                del by_key[entry.key]
+
+    def _local_done(self, changes: dict[str, Any]) -> None:
+        update = self._txn_update
+        self._txn_update = None
+        if update is not None:
+            self._outbox.append(update)
+        if changes and self.on_change is not None:
+            self.on_change(changes, True)
 
     def _index_of(self, entry: Entry) -> int:
         mirror = self._mirrors[entry.writer]
@@ -378,10 +443,17 @@ class StoreReplica:
         entry.pos = index
         return index
 
+    def _commit(self, txn: Any) -> None:
+        try:
+            txn.commit()
+        finally:
+            txn.drop()
+            self._local = False
+
     # -- remote updates ----------------------------------------------------------
 
-    def apply(self, update: bytes | bytearray) -> bytes | None:
-        """Apply a remote Yjs update; returns what was new in it (None if nothing).
+    def apply(self, update: bytes | bytearray) -> bool:
+        """Apply a remote Yjs update; returns whether it changed anything here.
 
         Raises ``UpdateError`` (nothing applied) when the update is malformed.
         Superseded entries this replica is responsible for are compacted in a
@@ -389,19 +461,21 @@ class StoreReplica:
         """
         if not isinstance(update, (bytes, bytearray)):
             raise UpdateError("update must be bytes")
+        txn = self._ydoc.create_transaction()
         try:
-            self._doc.apply_update(bytes(update))
+            self._ydoc.apply_update(txn, bytes(update))
         except (KeyboardInterrupt, SystemExit):
+            self._commit(txn)
             raise
         except BaseException as exc:  # pyo3 PanicException derives from BaseException
-            self._txn_update = None
-            self._txn_changes = {}
+            self._commit(txn)
+            self._reset_transaction_state()
             raise UpdateError(f"bad Yjs update: {type(exc).__name__}: {exc}") from None
-        new = self._txn_update
-        changed = list(self._txn_changes)
-        self._after_transaction(local=False)
-        self._compact(changed)
-        return new
+        self._commit(txn)
+        changed = bool(self._txn_inserted or self._txn_removed or self._txn_new_arrays)
+        keys = self._after_transaction()
+        self._compact(keys)
+        return changed
 
     def _compact(self, keys: Iterable[str]) -> None:
         """Delete superseded entries of ``keys`` whose newest entry this replica wrote."""
@@ -412,63 +486,62 @@ class StoreReplica:
                 dead.extend(_dead(entries))
         if not dead:
             return
-        with self._doc.transaction(origin=_LOCAL):
-            self._delete(dead)
-        self._after_transaction(local=True)
+        txn = self._ydoc.create_transaction()
+        self._local = True
+        try:
+            doomed = self._delete(txn, dead)
+        finally:
+            self._commit(txn)
+        self._forget(doomed, dead)  # dead entries: no value changes
+        self._local_done({})
 
-    # -- observers ---------------------------------------------------------------
+    # -- observers (they run inside the transaction's commit) ----------------------
 
-    def _on_transaction(self, event: TransactionEvent) -> None:
-        update = event.update
-        if update and update != _EMPTY_UPDATE:
-            self._txn_update = update
+    def _on_transaction(self, event: Any) -> None:
+        if self._local:
+            update = event.update
+            if update and update != _EMPTY_UPDATE:
+                self._txn_update = update
         self._sv = None
         self._sv_dict = None
 
     def _on_events(self, events: list[Any]) -> None:
-        inserted: list[Entry] = []
-        removed: list[Entry] = []
+        if self._local:
+            return  # local transactions integrate what they did themselves
         for event in events:
-            if isinstance(event, ArrayEvent):
-                if len(event.path) == 1:
-                    self._on_array(str(event.path[0]), event.delta, inserted, removed)
-            elif isinstance(event, MapEvent) and not event.path:
+            path = event.path
+            if type(event) is _RawArrayEvent:
+                if len(path) == 1:
+                    self._on_array(str(path[0]), event.delta)
+            elif not path:  # the writers map itself
                 for writer, change in event.keys.items():
-                    # A peer replacing or deleting another writer's array is not
-                    # something this library does; follow the CRDT state anyway.
+                    # Only a replica's own first write adds its array; a peer
+                    # replacing or deleting one is followed as the CRDT says.
                     old = self._mirrors.pop(writer, None)
                     self._arrays.pop(writer, None)
+                    self._txn_new_arrays.pop(writer, None)
                     if old:
-                        removed.extend(old)
+                        self._txn_removed.extend(old)
                     array = change.get("newValue")
-                    if change.get("action") in ("add", "update") and isinstance(array, Array):
-                        self._arrays[writer] = array
-                        self._mirrors[writer] = []
-                        self._on_array(writer, [{"insert": list(array)}], inserted, removed)
-        self._integrate(inserted, removed)
+                    if change.get("action") in ("add", "update") and type(array) is _RawArray:
+                        self._txn_new_arrays[writer] = array
 
-    def _on_array(
-        self, writer: str, delta: list[dict[str, Any]], inserted: list[Entry], removed: list[Entry]
-    ) -> None:
+    def _on_array(self, writer: str, delta: list[dict[str, Any]]) -> None:
         mirror = self._mirrors.get(writer)
         if mirror is None:
             return
-        local = self._local_entries if writer == self._me else None
+        inserted = self._txn_inserted
         index = 0
         for part in delta:
             if "retain" in part:
                 index += part["retain"]
             elif "delete" in part:
                 count = part["delete"]
-                removed.extend(mirror[index : index + count])
+                self._txn_removed.extend(mirror[index : index + count])
                 del mirror[index : index + count]
             else:
-                blobs = part["insert"]
-                if local is not None:
-                    new = local[: len(blobs)]
-                    del local[: len(blobs)]
-                else:
-                    new = [_parse(blob) for blob in blobs]
+                author = _writer_id(writer)
+                new = [_parse(blob, author) for blob in part["insert"]]
                 for offset, entry in enumerate(new):
                     entry.writer = writer
                     entry.pos = index + offset
@@ -476,8 +549,45 @@ class StoreReplica:
                 index += len(new)
                 inserted.extend(new)
 
-    def _integrate(self, inserted: list[Entry], removed: list[Entry]) -> None:
-        """Update per-key entry lists and folded values; record which keys changed."""
+    def _read_new_arrays(self) -> None:
+        """Fill the mirrors of writer arrays that appeared in the last transaction."""
+        new_arrays = self._txn_new_arrays
+        self._txn_new_arrays = {}
+        for writer, array in new_arrays.items():
+            txn = self._ydoc.create_transaction()
+            try:
+                author = _writer_id(writer)
+                entries = [_parse(array.get(txn, i), author) for i in range(array.len(txn))]
+            finally:
+                txn.commit()
+                txn.drop()
+            for index, entry in enumerate(entries):
+                entry.writer = writer
+                entry.pos = index
+            self._arrays[writer] = array
+            self._mirrors[writer] = list(entries)
+            self._txn_inserted.extend(entries)
+
+    def _reset_transaction_state(self) -> None:
+        self._txn_update = None
+        self._txn_inserted = []
+        self._txn_removed = []
+        self._txn_new_arrays = {}
+
+    def _after_transaction(self) -> set[str]:
+        """Integrate what the observers saw of a remote update; returns keys with new entries."""
+        if self._txn_new_arrays:
+            self._read_new_arrays()
+        inserted = self._txn_inserted
+        removed = self._txn_removed
+        self._reset_transaction_state()
+        changes = self._integrate(inserted, removed) if inserted or removed else {}
+        if changes and self.on_change is not None:
+            self.on_change(changes, False)
+        return {entry.key for entry in inserted if entry.key is not None}
+
+    def _integrate(self, inserted: list[Entry], removed: list[Entry]) -> dict[str, Any]:
+        """Update per-key entry lists and folded values; returns the changed keys' values."""
         by_key = self._by_key
         refold: set[str] = set()
         for entry in removed:
@@ -495,7 +605,7 @@ class StoreReplica:
             if entry.order[0] > self._lamport:
                 self._lamport = entry.order[0]
             fresh.setdefault(key, []).append(entry)
-        changes = self._txn_changes
+        changes: dict[str, Any] = {}
         values = self._values
         for key, new in fresh.items():
             entries = by_key.setdefault(key, [])
@@ -535,16 +645,7 @@ class StoreReplica:
                 value is not MISSING and not same_value(old, value)
             ):
                 changes[key] = value
-
-    def _after_transaction(self, *, local: bool) -> None:
-        update = self._txn_update
-        changes = self._txn_changes
-        self._txn_update = None
-        self._txn_changes = {}
-        if local and update is not None:
-            self._outbox.append(update)
-        if changes and self.on_change is not None:
-            self.on_change(changes, local)
+        return changes
 
 
 def _write_key(key: object) -> str:

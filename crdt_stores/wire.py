@@ -7,6 +7,7 @@ the sync engine only ever sees well-formed messages.
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from .values import decode
 __all__ = [
     "ACK",
     "CHUNK",
+    "COMPRESSED",
     "DIFF",
     "HEARTBEAT",
     "HELLO",
@@ -32,6 +34,7 @@ __all__ = [
     "decode_frame",
     "encode",
     "frames",
+    "inflate",
 ]
 
 PROTOCOL_VERSION = 1
@@ -46,6 +49,11 @@ ACK = 4  # [v, 4, {store: state vector}]            "this is what I hold now"
 HEARTBEAT = 5  # [v, 5]
 LINKS = 6  # [v, 6, [linked peer ids]]
 CHUNK = 7  # [v, 7, message id, index, count, bytes]
+COMPRESSED = 8  # [v, 8, zlib bytes of a whole message]
+
+COMPRESS_MIN_BYTES = 256
+"""Messages at least this big are sent zlib-compressed when that makes them smaller:
+a batch of deltas shrinks 3-4x, and every SCTP packet saved is CPU saved in aiortc."""
 
 _CHUNK_OVERHEAD = 40  # CBOR array header and integers around a chunk's bytes
 
@@ -68,6 +76,7 @@ class Message:
     updates: dict[str, list[bytes]] | None = None
     chunk: tuple[int, int, int, bytes] | None = None
     want_sync: bool = False
+    packed: bytes = b""
 
 
 def encode(kind: int, *body: Any) -> bytes:
@@ -75,7 +84,11 @@ def encode(kind: int, *body: Any) -> bytes:
 
 
 def frames(message: bytes, message_id: int, max_frame: int = MAX_FRAME_BYTES) -> list[bytes]:
-    """The frames that carry ``message``: itself, or CHUNK frames when it is too big."""
+    """The frames that carry ``message``: compressed if worth it, chunked if too big."""
+    if len(message) >= COMPRESS_MIN_BYTES:
+        packed = zlib.compress(message, 1)
+        if len(packed) + 8 < len(message) * 0.9:
+            message = encode(COMPRESSED, packed)
     if len(message) <= max_frame:
         return [message]
     size = max_frame - _CHUNK_OVERHEAD
@@ -158,9 +171,27 @@ def decode_frame(
             ):
                 raise ProtocolError("malformed", "bad chunk header")
             return Message(kind, chunk=(msg_id, index, count, data))
+        if kind == COMPRESSED:
+            if type(body[0]) is not bytes:
+                raise ProtocolError("malformed", "compressed message must be bytes")
+            return Message(kind, packed=body[0])
     except IndexError:
         raise ProtocolError("malformed", f"message of kind {kind} is too short") from None
     return Message(kind)  # an unknown kind: the caller ignores it
+
+
+def inflate(packed: bytes, max_message: int) -> bytes:
+    """Decompress a COMPRESSED message, refusing to grow past ``max_message`` bytes."""
+    inflater = zlib.decompressobj()
+    try:
+        data = inflater.decompress(packed, max_message)
+    except zlib.error as exc:
+        raise ProtocolError("malformed", f"bad compressed message: {exc}") from None
+    if inflater.unconsumed_tail:
+        raise ProtocolError("oversize", f"compressed message inflates past {max_message} bytes")
+    if not inflater.eof:
+        raise ProtocolError("malformed", "truncated compressed message")
+    return data
 
 
 class Reassembler:

@@ -9,7 +9,7 @@ import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pycrdt import Array, Doc
+from pycrdt import Array, Doc, Map
 
 from crdt_stores import _statevector, wire
 from crdt_stores.protocol import SyncConfig, SyncEngine
@@ -194,22 +194,32 @@ async def test_garbage_entries_from_a_peer_are_inert(pair) -> None:
     """A valid Yjs update carrying entries that are not ours is applied but ignored."""
     alice, bob = pair
     rogue = Doc()
-    entries = rogue.get("entries", type=Array)
-    entries.extend(
+    writers = rogue.get("writers", type=Map)
+    lamport = 10**6  # ordered after everything else: only inertness keeps them out
+    writers["4242"] = Array(
         [
             "not bytes",
             42,
             b"\xff\xff",
-            cbor2.dumps(["k", 0, b"bytes-value", 1, 1]),
-            cbor2.dumps(["k", 0, {1: 2}, 1, 1]),
-            cbor2.dumps(["*", 0, 1, 1, 1]),
-            cbor2.dumps(["k", 9, 1, 1, 1]),
-            cbor2.dumps(["k", 0, 2**70, 1, 1]),
-            cbor2.dumps(["k", 1, [1], 1, 1]),
+            cbor2.dumps(["k", 0, b"bytes-value", lamport]),
+            cbor2.dumps(["k", 0, {1: 2}, lamport]),
+            cbor2.dumps(["*", 0, 1, lamport]),
+            cbor2.dumps(["", 0, 1, lamport]),
+            cbor2.dumps(["k", 9, 1, lamport]),
+            cbor2.dumps(["k", 0, 2**70, lamport]),
+            cbor2.dumps(["k", 1, [1], lamport]),
+            cbor2.dumps(["k", 2, {"not": "a list"}, lamport]),
+            cbor2.dumps(["k", 3, "delete has no payload", lamport]),
+            cbor2.dumps(["k", 0, 1, -5]),
+            cbor2.dumps(["k", 0, 1, lamport, "extra"]),
+            cbor2.dumps(["valid", 0, {"from": "rogue"}, lamport]),
         ]
     )
+    writers["not-a-number"] = Array([cbor2.dumps(["odd", 0, 1, 1])])
+    rogue.get("unrelated", type=Map)["x"] = 1
     bob.frame("alice", wire.encode(wire.UPDATE, {"s": [rogue.get_update()]}, {}))
-    assert bob.stores["s"].get_all() == {"k": [1]}
+    # the well-formed entry lands, so the path is exercised; every other one is inert
+    assert bob.stores["s"].get_all() == {"k": [1], "valid": {"from": "rogue"}, "odd": 1}
     await still_works(alice, bob)
     await converge(alice, bob)
     assert alice.stores["s"].get_all() == bob.stores["s"].get_all()
