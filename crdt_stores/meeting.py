@@ -20,6 +20,7 @@ log = logging.getLogger("crdt_stores")
 PeerEvent = Literal["peer_joined", "peer_left"]
 _EVENTS: tuple[str, ...] = ("peer_joined", "peer_left")
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SyncConfig)}
+_BUSY_BATCH = 8  # local deltas in one flush that mean "writes are streaming"
 
 
 class Meeting:
@@ -51,6 +52,7 @@ class Meeting:
         self._ice_servers = ice_servers
         self._ice_addresses = ice_addresses
         self._tick_interval = float(options.pop("tick_interval", 0.05))
+        self._flush_interval = float(options.pop("flush_interval", 0.005))
         self._max_buffered = int(options.pop("max_buffered_bytes", 4 * 1024 * 1024))
         self._transport_options: dict[str, Any] = options.pop("transport_options", {})
         config = {k: options.pop(k) for k in list(options) if k in _CONFIG_FIELDS}
@@ -64,6 +66,8 @@ class Meeting:
         self._listeners: dict[str, list[Callable[[str], Any]]] = {e: [] for e in _EVENTS}
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
+        self._last_flush = 0.0
+        self._congested = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -301,23 +305,36 @@ class Meeting:
             self._flush()
         else:
             self._schedule_flush()
-        transport = self._transport
-        if transport is not None and transport.buffered_amount() > self._max_buffered:
-            await transport.drain(self._max_buffered // 2)
+        if self._congested and self._transport is not None:
+            await self._transport.drain(self._max_buffered // 2)
+            self._congested = self._transport.buffered_amount() > self._max_buffered
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled and self._loop is not None:
-            self._flush_scheduled = True
+        if self._flush_scheduled or self._loop is None:
+            return
+        self._flush_scheduled = True
+        # Under a sustained stream of writes (the last flush carried many deltas),
+        # waiting up to flush_interval batches more changes per packet; a single
+        # write after a quiet spell goes out at the end of this tick, so latency stays.
+        wait = self._last_flush + self._flush_interval - self._loop.time()
+        engine = self._engine
+        if wait > 0 and engine is not None and engine.last_batch >= _BUSY_BATCH:
+            self._loop.call_later(wait, self._flush)
+        else:
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._loop is not None:
+            self._last_flush = self._loop.time()
         engine = self._engine
         transport = self._transport
         if engine is None or transport is None:
             return
         for peer, frame in engine.data_to_send(self._now()):
             transport.send(peer, frame)
+        # Checked here, not on every write: writes wait while the network is behind.
+        self._congested = transport.buffered_amount() > self._max_buffered
         self._check_synced()
 
     async def _tick_loop(self) -> None:

@@ -80,8 +80,8 @@ class _Link:
     states_later: set[str] = field(default_factory=set)
     states_due: float | None = None
     heartbeat: bool = False
-    # anti-entropy, per store: (our state when a gap was seen, repairs sent since)
-    suspect: dict[str, tuple[sv.StateVector, int]] = field(default_factory=dict)
+    # anti-entropy, per store: (our state and theirs at the last check, repairs in a row)
+    suspect: dict[str, tuple[sv.StateVector, sv.StateVector, int]] = field(default_factory=dict)
 
     def pending(self) -> bool:
         return bool(
@@ -117,6 +117,7 @@ class SyncEngine:
         self._next_sync_check = 0.0
         self._message_ids = itertools.count()
         self._local_out: dict[str, list[bytes]] = {}  # local deltas of this tick, per store
+        self.last_batch = 0  # how many local deltas the last data_to_send() carried
         self._pending_bytes = 0
 
     # -- stores -------------------------------------------------------------------
@@ -341,6 +342,13 @@ class SyncEngine:
             self._anti_entropy()
 
     def _anti_entropy(self) -> None:
+        """Repair gaps that stopped closing (lost frames); leave slow links alone.
+
+        A gap is repaired when, for some writer, this peer held more at the last
+        check than the link had acknowledged, and the link's acknowledged clock for
+        that writer has not moved since. A link that is merely behind (a backlog
+        under load) keeps acknowledging, so it is not sent duplicate data.
+        """
         for link in self._links.values():
             if not link.synced_once and self._now - link.opened >= self.config.sync_interval:
                 link.sync = True  # our SYNC or theirs was lost: ask again
@@ -350,21 +358,20 @@ class SyncEngine:
                 if remote is not None and sv.covers(remote, local):
                     link.suspect.pop(name, None)
                     continue
+                remote = remote or {}
                 seen = link.suspect.get(name)
+                link.suspect[name] = (dict(local), dict(remote), 0)
                 if seen is None:
-                    # A gap first seen now may be in flight; look again next time.
-                    link.suspect[name] = (dict(local), 0)
+                    continue  # a gap first seen now may be in flight
+                local_then, remote_then, repairs = seen
+                if not _stuck(local_then, remote_then, remote):
                     continue
-                snapshot, repairs = seen
-                if remote is not None and sv.covers(remote, snapshot):
-                    link.suspect[name] = (dict(local), 0)  # progress: a new gap, wait again
-                    continue
-                # Backoff: a peer too busy to ack should not be flooded with repairs.
+                # Backoff: repair at the 1st, 2nd, 4th, 8th... check it stays stuck.
                 repairs += 1
-                link.suspect[name] = (snapshot, repairs)
-                if repairs & (repairs - 1) == 0:  # 1st, 2nd, 4th, 8th... check
+                link.suspect[name] = (local_then, remote_then, repairs)
+                if repairs & (repairs - 1) == 0:
                     self.stats["repairs"] += 1
-                    link.diffs[name] = replica.diff(sv.encode(remote or {}))
+                    link.diffs[name] = replica.diff(sv.encode(remote))
                     link.states_now.add(name)
 
     # -- output -------------------------------------------------------------------
@@ -374,6 +381,7 @@ class SyncEngine:
         if now is not None:
             self._now = now
         self._pending_bytes = 0
+        self.last_batch = sum(len(deltas) for deltas in self._local_out.values())
         if self._local_out:
             # One merged delta per store and tick (merged once, sent on every link):
             # smaller on the wire and much cheaper to apply than many tiny ones.
@@ -482,3 +490,11 @@ def _merge(deltas: list[bytes]) -> list[bytes]:
         merge_updates(*deltas[i : i + _MERGE_CHUNK]) if len(deltas) - i > 1 else deltas[i]
         for i in range(0, len(deltas), _MERGE_CHUNK)
     ]
+
+
+def _stuck(local_then: sv.StateVector, remote_then: sv.StateVector, remote: sv.StateVector) -> bool:
+    """Did some writer's content we held at the last check fail to advance at the peer?"""
+    return any(
+        clock > remote_then.get(client, 0) and remote.get(client, 0) == remote_then.get(client, 0)
+        for client, clock in local_then.items()
+    )

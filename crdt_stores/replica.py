@@ -589,14 +589,22 @@ class StoreReplica:
     def _integrate(self, inserted: list[Entry], removed: list[Entry]) -> dict[str, Any]:
         """Update per-key entry lists and folded values; returns the changed keys' values."""
         by_key = self._by_key
-        refold: set[str] = set()
+        refold: set[str] = set()  # keys that lost an entry that mattered
+        losers: dict[str, list[Entry]] = {}
         for entry in removed:
-            key = entry.key
-            if key is None:
-                continue
+            if entry.key is not None:
+                losers.setdefault(entry.key, []).append(entry)
+        for key, gone in losers.items():
             entries = by_key[key]
-            entries.remove(entry)
-            refold.add(key)
+            # Removing superseded entries (the usual compaction) cannot change the fold.
+            dead = {id(e) for e in _dead(entries)}
+            if not all(id(e) in dead for e in gone):
+                refold.add(key)
+            for entry in gone:
+                entries.remove(entry)
+            if not entries:
+                del by_key[key]
+                refold.add(key)
         fresh: dict[str, list[Entry]] = {}
         for entry in inserted:
             key = entry.key
@@ -632,11 +640,9 @@ class StoreReplica:
             if effective:
                 changes[key] = value
         for key in refold:
-            entries = by_key[key]
+            entries = by_key.get(key, [])
             old = values.get(key, MISSING)
             value = _fold(entries) if entries else MISSING
-            if not entries:
-                del by_key[key]
             if value is MISSING:
                 values.pop(key, None)
             else:

@@ -60,73 +60,113 @@ def check_key(key: object, what: str = "key") -> str:
             raise TypeError(f"{what} must be a str, not {type(key).__name__}")
     if not key:
         raise ValueError(f"{what} must not be empty")
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValueError(f"{what} is not valid Unicode (lone surrogate)") from None
+    if key.isascii():
+        size = len(key)
+    else:
+        try:
+            size = len(key.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} is not valid Unicode (lone surrogate)") from None
     if size > MAX_KEY_BYTES:
         raise ValueError(f"{what} is {size} bytes long; the limit is {MAX_KEY_BYTES}")
     return key
 
 
-def normalize(value: object, *, _path: str = "value", _depth: int = 0) -> StoreValue:
+class _Refused(Exception):
+    """Raised inside ``_normalize``; the path is collected while unwinding."""
+
+    def __init__(self, error: type[Exception], message: str) -> None:
+        self.error = error
+        self.message = message
+        self.path: list[object] = []
+
+
+def normalize(value: object) -> StoreValue:
     """Return a private, validated copy of ``value``.
 
     Tuples become lists and subclasses of ``str``/``int``/``float``/``list``/``dict``
     become their base type. Raises ``TypeError`` for types a store cannot hold and
-    ``ValueError`` for values out of range (big ints, NaN, infinities, deep nesting).
+    ``ValueError`` for values out of range (big ints, NaN, infinities, deep nesting);
+    the message names where in the value the problem is.
     """
+    try:
+        return _normalize(value, 0)
+    except _Refused as refused:
+        path = "value" + "".join(f"[{part!r}]" for part in reversed(refused.path))
+        raise refused.error(f"{path}: {refused.message}") from None
+
+
+def _normalize(value: object, depth: int) -> StoreValue:
     kind = type(value)
     if value is None or kind is bool:
         return value  # type: ignore[return-value]
     if kind is str:
-        _check_text(value, _path)  # type: ignore[arg-type]
+        if not value.isascii():  # type: ignore[union-attr]
+            _check_text(value)  # type: ignore[arg-type]
         return value  # type: ignore[return-value]
     if kind is int:
         if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
-            raise ValueError(f"{_path}: int {value} is outside the signed 64-bit range")
+            raise _Refused(ValueError, f"int {value} is outside the signed 64-bit range")
         return value  # type: ignore[return-value]
     if kind is float:
         if not math.isfinite(value):  # type: ignore[arg-type]
-            raise ValueError(
-                f"{_path}: float {value} is not finite (NaN and infinities are refused)"
+            raise _Refused(
+                ValueError, f"float {value} is not finite (NaN and infinities are refused)"
             )
         return value  # type: ignore[return-value]
     if isinstance(value, (list, tuple, dict)):
-        if _depth >= MAX_DEPTH:
-            raise ValueError(f"{_path}: nesting is deeper than {MAX_DEPTH} levels")
+        if depth >= MAX_DEPTH:
+            raise _Refused(ValueError, f"nesting is deeper than {MAX_DEPTH} levels")
         if isinstance(value, dict):
             out: dict[str, StoreValue] = {}
             for k, v in value.items():
-                if not isinstance(k, str):
-                    raise TypeError(
-                        f"{_path}: dict keys must be str, not {type(k).__name__} ({k!r})"
-                    )
-                k = str(k)
-                _check_text(k, f"{_path} key {k!r}")
-                out[k] = normalize(v, _path=f"{_path}[{k!r}]", _depth=_depth + 1)
+                if type(k) is not str:
+                    if not isinstance(k, str):
+                        raise _Refused(
+                            TypeError, f"dict keys must be str, not {type(k).__name__} ({k!r})"
+                        )
+                    k = str(k)
+                if not k.isascii():
+                    try:
+                        _check_text(k)
+                    except _Refused as refused:
+                        refused.message = f"key {k!r}: {refused.message}"
+                        raise
+                try:
+                    out[k] = _normalize(v, depth + 1)
+                except _Refused as refused:
+                    refused.path.append(k)
+                    raise
             return out
-        return [normalize(v, _path=f"{_path}[{i}]", _depth=_depth + 1) for i, v in enumerate(value)]
+        items: list[StoreValue] = []
+        for index, v in enumerate(value):
+            try:
+                items.append(_normalize(v, depth + 1))
+            except _Refused as refused:
+                refused.path.append(index)
+                raise
+        return items
     # Subclasses of the scalar types (IntEnum, str subclasses...) keep their base type.
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, str):
-        return normalize(str(value), _path=_path, _depth=_depth)
+        return _normalize(str(value), depth)
     if isinstance(value, int):
-        return normalize(int(value), _path=_path, _depth=_depth)
+        return _normalize(int(value), depth)
     if isinstance(value, float):
-        return normalize(float(value), _path=_path, _depth=_depth)
-    raise TypeError(
-        f"{_path}: {kind.__name__} is not a store value "
-        "(use str, int, float, bool, None, list, tuple or dict with str keys)"
+        return _normalize(float(value), depth)
+    raise _Refused(
+        TypeError,
+        f"{kind.__name__} is not a store value "
+        "(use str, int, float, bool, None, list, tuple or dict with str keys)",
     )
 
 
-def _check_text(text: str, path: str) -> None:
+def _check_text(text: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{path}: string is not valid Unicode (lone surrogate)") from None
+        raise _Refused(ValueError, "string is not valid Unicode (lone surrogate)") from None
 
 
 def is_valid(value: object, _depth: int = 0) -> bool:

@@ -22,6 +22,7 @@ import contextvars
 import logging
 import os
 import secrets
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -357,6 +358,7 @@ class WebRTCTransport(Transport):
     def _opened(self, link: _Peer) -> None:
         if link.closed or self._peers.get(link.id) is not link:
             return
+        _enlarge_socket_buffers(link.pc)
         link.opened = True
         link.last_frame = asyncio.get_running_loop().time()
         self._attempts.pop(link.id, None)
@@ -442,3 +444,25 @@ async def _event(channel: RTCDataChannel, name: str) -> None:
     if name != "close":
         channel.once("close", fire)
     await done
+
+
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def _enlarge_socket_buffers(pc: RTCPeerConnection) -> None:
+    """Give this connection's UDP sockets big buffers (the kernel caps them).
+
+    A peer busy applying a burst of changes reads its sockets late; with aioice's
+    256 KiB receive buffer, loopback drops datagrams and SCTP then stalls for a
+    whole retransmission timeout (at least 1 s in aiortc). Best effort: the path
+    to the sockets goes through aiortc and aioice internals.
+    """
+    try:
+        connection = pc.sctp.transport.transport.iceGatherer._connection  # type: ignore[union-attr]
+        for protocol in connection._protocols:
+            sock = protocol.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    except (AttributeError, OSError) as exc:
+        log.debug("could not enlarge socket buffers: %r", exc)
