@@ -233,6 +233,8 @@ class Meeting:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        engine.want_acks(True)  # acks go out at once while someone waits
+        self._schedule_flush()
         try:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except TimeoutError:
@@ -242,6 +244,8 @@ class Meeting:
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
+            if not self._waiters:
+                engine.want_acks(False)
 
     def _check_synced(self) -> None:
         if self._waiters and self._engine is not None and self._engine.is_synced():
@@ -249,6 +253,7 @@ class Meeting:
                 if not waiter.done():
                     waiter.set_result(None)
             self._waiters.clear()
+            self._engine.want_acks(False)
 
     # -- transport callbacks (TransportHandler) -------------------------------------
 
@@ -273,7 +278,10 @@ class Meeting:
         if self._engine is None:
             return
         self._engine.receive(peer, data, self._now())
-        self._schedule_flush()
+        if self._engine.has_output():
+            self._schedule_flush()
+        elif self._waiters:
+            self._check_synced()
 
     def _link_dead(self, peer: str) -> None:
         log.info("peer %s missed its heartbeats; closing the link", peer)

@@ -11,9 +11,11 @@ Replication rules:
 * On a new link both sides send ``HELLO`` and ``SYNC`` (their state vectors); each
   answers with a ``DIFF`` of what the other lacks.
 * Local deltas of one tick go out as one ``UPDATE`` per link. Each carries the
-  sender's state vectors of the stores it touches; receivers answer with their own
-  state vectors (``ACK``, or piggybacked on their next ``UPDATE``). Acks drive
-  ``synced()``.
+  sender's state vectors of the stores it touches; receivers acknowledge with
+  their own (``ACK``, or piggybacked on their next ``UPDATE``). Acks are lazy (up
+  to ``ack_delay``) unless someone awaits ``synced()``: then this peer asks its
+  links for their state (``want_ack``) and acknowledges at once ("eager" mode).
+  So a busy room does not pay for N² acks per write that nobody is waiting for.
 * New content is relayed at once to links the source peer is not linked to
   (from its ``LINKS`` announcements); anti-entropy catches every other gap: a
   link whose acknowledged state still lacks what this peer held one
@@ -48,7 +50,7 @@ class SyncConfig:
     heartbeat_interval: float = 1.0
     dead_after: float = 6.0
     sync_interval: float = 1.0
-    ack_delay: float = 0.02
+    ack_delay: float = 0.25
     max_frame_bytes: int = wire.MAX_FRAME_BYTES
     max_message_bytes: int = 512 * 1024 * 1024
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
@@ -79,6 +81,9 @@ class _Link:
     states_now: set[str] = field(default_factory=set)
     states_later: set[str] = field(default_factory=set)
     states_due: float | None = None
+    want_ack: bool = False  # ask the peer to acknowledge right away
+    # our state of each store when we last sent this peer a diff of all it lacked
+    diffed: dict[str, sv.StateVector] = field(default_factory=dict)
     heartbeat: bool = False
     # anti-entropy, per store: (our state and theirs at the last check, repairs in a row)
     suspect: dict[str, tuple[sv.StateVector, sv.StateVector, int]] = field(default_factory=dict)
@@ -116,6 +121,7 @@ class SyncEngine:
         self._now = 0.0
         self._next_sync_check = 0.0
         self._message_ids = itertools.count()
+        self._eager = False
         self._local_out: dict[str, list[bytes]] = {}  # local deltas of this tick, per store
         self.last_batch = 0  # how many local deltas the last data_to_send() carried
         self._pending_bytes = 0
@@ -157,8 +163,7 @@ class SyncEngine:
             replica = self._add_store(name)
             # Tell the other links too: store existence spreads like content.
             for link in self._links.values():
-                link.states_later.add(name)
-                self._due(link)
+                self._ack(link, name)
         return replica
 
     def commit(self, name: str) -> int:
@@ -248,10 +253,17 @@ class SyncEngine:
                 link.sync = True
             states = self._learn_states(link, message.states or {})
             for name, replica in self._stores.items():
-                if name not in states or not sv.covers(states[name], replica.state_vector_dict()):
-                    link.diffs[name] = replica.diff(sv.encode(states.get(name, {})))
+                local = replica.state_vector_dict()
+                if name in states and sv.covers(states[name], local):
+                    continue
+                if name in link.diffed and sv.covers(link.diffed[name], local):
+                    continue  # SYNCs crossed: everything it lacks is already on its way
+                link.diffs[name] = replica.diff(sv.encode(states.get(name, {})))
+                link.diffed[name] = dict(local)
         elif kind == wire.ACK:
             self._learn_states(link, message.states or {})
+            if message.want_ack:
+                link.states_now.update(self._stores)
         elif kind == wire.DIFF:
             assert message.diffs is not None
             self._apply(link, {name: [diff] for name, diff in message.diffs.items()})
@@ -263,6 +275,8 @@ class SyncEngine:
             assert message.updates is not None
             self._apply(link, message.updates)
             self._learn_states(link, message.states or {})
+            if message.want_ack:
+                link.states_now.update(message.updates)
         elif kind == wire.HEARTBEAT:
             pass
         else:
@@ -300,7 +314,7 @@ class SyncEngine:
                         "dropped a bad update for store %r from %s: %s", name, source.peer, exc
                     )
             # Ack even what was known already: the sender may be waiting on our state.
-            source.states_now.add(name)
+            self._ack(source, name)
             if not fresh:
                 continue
             self.stats["updates_applied"] += len(fresh)
@@ -310,13 +324,28 @@ class SyncEngine:
                 if source.remote_links is None or link.peer not in source.remote_links:
                     link.updates.setdefault(name, []).extend(fresh)
                 else:
-                    link.states_later.add(name)
-                    self._due(link)
+                    self._ack(link, name)
             self.commit(name)  # compaction deltas, if this replica made any
 
-    def _due(self, link: _Link) -> None:
+    def _ack(self, link: _Link, name: str) -> None:
+        """Tell ``link`` our state of ``name``: now if someone awaits synced(), else soon."""
+        if self._eager:
+            link.states_now.add(name)
+            return
+        link.states_later.add(name)
         if link.states_due is None:
             link.states_due = self._now + self.config.ack_delay
+
+    def want_acks(self, eager: bool) -> None:
+        """Someone awaits ``synced()`` (or stopped): ask linked peers for their state."""
+        if eager and not self._eager:
+            for link in self._links.values():
+                link.states_now.update(self._stores)
+                link.states_now |= link.states_later
+                link.states_later.clear()
+                link.states_due = None
+                link.want_ack = True
+        self._eager = eager
 
     # -- timers -------------------------------------------------------------------
 
@@ -420,9 +449,12 @@ class SyncEngine:
                 updates = link.updates
                 link.updates = {}
                 states_for.update(updates)
-                messages.append(wire.encode(wire.UPDATE, updates, self._states(states_for)))
+                want = self._eager or link.want_ack
+                messages.append(wire.encode(wire.UPDATE, updates, self._states(states_for), want))
+                link.want_ack = False
             elif states_for:
-                messages.append(wire.encode(wire.ACK, self._states(states_for)))
+                messages.append(wire.encode(wire.ACK, self._states(states_for), link.want_ack))
+                link.want_ack = False
             link.states_now = set()
             if link.heartbeat and not messages:
                 messages.append(wire.encode(wire.HEARTBEAT))
@@ -474,6 +506,10 @@ class SyncEngine:
             if not sv.covers(remote, local) or not sv.covers(local, remote):
                 return False
         return True
+
+    def has_output(self) -> bool:
+        """Whether ``data_to_send()`` has something to send now."""
+        return bool(self._local_out) or any(link.pending() for link in self._links.values())
 
     def pending_bytes(self) -> int:
         """Bytes of local deltas queued for the next flush (for backpressure)."""

@@ -280,7 +280,12 @@ class StoreReplica:
     def state_vector(self) -> bytes:
         """Encoded Yjs state vector of this store."""
         if self._sv is None:
-            self._sv = self._doc.get_state()
+            txn = self._ydoc.create_transaction()
+            try:
+                self._sv = self._ydoc.get_state(txn)
+            finally:
+                txn.commit()
+                txn.drop()
         return self._sv
 
     def state_vector_dict(self) -> _statevector.StateVector:
@@ -588,68 +593,64 @@ class StoreReplica:
 
     def _integrate(self, inserted: list[Entry], removed: list[Entry]) -> dict[str, Any]:
         """Update per-key entry lists and folded values; returns the changed keys' values."""
-        by_key = self._by_key
-        refold: set[str] = set()  # keys that lost an entry that mattered
+        fresh: dict[str, list[Entry]] = {}
+        for entry in inserted:
+            if entry.key is not None:
+                if entry.order[0] > self._lamport:
+                    self._lamport = entry.order[0]
+                fresh.setdefault(entry.key, []).append(entry)
         losers: dict[str, list[Entry]] = {}
         for entry in removed:
             if entry.key is not None:
                 losers.setdefault(entry.key, []).append(entry)
-        for key, gone in losers.items():
-            entries = by_key[key]
-            # Removing superseded entries (the usual compaction) cannot change the fold.
-            dead = {id(e) for e in _dead(entries)}
-            if not all(id(e) in dead for e in gone):
-                refold.add(key)
-            for entry in gone:
-                entries.remove(entry)
-            if not entries:
-                del by_key[key]
-                refold.add(key)
-        fresh: dict[str, list[Entry]] = {}
-        for entry in inserted:
-            key = entry.key
-            if key is None:
-                continue
-            if entry.order[0] > self._lamport:
-                self._lamport = entry.order[0]
-            fresh.setdefault(key, []).append(entry)
-        changes: dict[str, Any] = {}
+        by_key = self._by_key
         values = self._values
-        for key, new in fresh.items():
-            entries = by_key.setdefault(key, [])
-            tail = not entries or entries[-1].order < min(e.order for e in new)
-            new.sort(key=_order)
-            if tail:
-                entries.extend(new)
+        changes: dict[str, Any] = {}
+        for key in dict.fromkeys([*fresh, *losers]):  # in write order: callbacks follow it
+            entries = by_key.get(key) or []
+            new = fresh.get(key, ())
+            gone = losers.get(key, ())
+            at_tail = True
+            if new:
+                new.sort(key=_order)  # type: ignore[attr-defined]
+                if not entries or entries[-1].order < new[0].order:
+                    entries.extend(new)
+                else:
+                    at_tail = False
+                    for entry in new:
+                        bisect.insort(entries, entry, key=_order)
+            # Removing superseded entries (what compaction does) cannot change the fold.
+            harmless = True
+            if gone:
+                dead = {id(e) for e in _dead(entries)}
+                harmless = all(id(e) in dead for e in gone)
+                for entry in gone:
+                    entries.remove(entry)
+            if entries:
+                by_key[key] = entries
             else:
-                for entry in new:
-                    bisect.insort(entries, entry, key=_order)
-            if tail and key not in refold:
-                value = values.get(key, MISSING)
+                by_key.pop(key, None)
+            old = values.get(key, MISSING)
+            if harmless and at_tail:
+                if not new:
+                    continue
+                value = old
                 for entry in new:
                     value = _apply_op(value, entry)
                 effective = True
             else:
-                value = _fold(entries)
-                effective = any(not _dominated(entries, entry) for entry in new)
-                refold.discard(key)
+                value = _fold(entries) if entries else MISSING
+                if new:
+                    effective = any(not _dominated(entries, entry) for entry in new)
+                else:
+                    effective = (value is MISSING) != (old is MISSING) or (
+                        value is not MISSING and not same_value(old, value)
+                    )
             if value is MISSING:
                 values.pop(key, None)
             else:
                 values[key] = value
             if effective:
-                changes[key] = value
-        for key in refold:
-            entries = by_key.get(key, [])
-            old = values.get(key, MISSING)
-            value = _fold(entries) if entries else MISSING
-            if value is MISSING:
-                values.pop(key, None)
-            else:
-                values[key] = value
-            if (value is MISSING) != (old is MISSING) or (
-                value is not MISSING and not same_value(old, value)
-            ):
                 changes[key] = value
         return changes
 

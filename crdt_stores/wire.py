@@ -44,8 +44,8 @@ MAX_FRAME_BYTES = 64 * 1024
 HELLO = 0  # [v, 0, peer_id, [linked peer ids]]
 SYNC = 1  # [v, 1, {store: sv}, want_sync]  "this is what I hold; send what I lack" (and your SYNC)
 DIFF = 2  # [v, 2, {store: update}, {store: sv}]    reply to SYNC, repair, relay
-UPDATE = 3  # [v, 3, {store: [delta, ...]}, {store: sv}]  live deltas of one tick
-ACK = 4  # [v, 4, {store: state vector}]            "this is what I hold now"
+UPDATE = 3  # [v, 3, {store: [delta, ...]}, {store: sv}, want_ack]  live deltas of one tick
+ACK = 4  # [v, 4, {store: sv}, want_ack]  "this is what I hold now" (and "tell me yours")
 HEARTBEAT = 5  # [v, 5]
 LINKS = 6  # [v, 6, [linked peer ids]]
 CHUNK = 7  # [v, 7, message id, index, count, bytes]
@@ -76,6 +76,7 @@ class Message:
     updates: dict[str, list[bytes]] | None = None
     chunk: tuple[int, int, int, bytes] | None = None
     want_sync: bool = False
+    want_ack: bool = False
     packed: bytes = b""
 
 
@@ -85,7 +86,7 @@ def encode(kind: int, *body: Any) -> bytes:
 
 def frames(message: bytes, message_id: int, max_frame: int = MAX_FRAME_BYTES) -> list[bytes]:
     """The frames that carry ``message``: compressed if worth it, chunked if too big."""
-    if len(message) >= COMPRESS_MIN_BYTES:
+    if len(message) >= COMPRESS_MIN_BYTES and _worth_compressing(message):
         packed = zlib.compress(message, 1)
         if len(packed) + 8 < len(message) * 0.9:
             message = encode(COMPRESSED, packed)
@@ -98,6 +99,20 @@ def frames(message: bytes, message_id: int, max_frame: int = MAX_FRAME_BYTES) ->
         encode(CHUNK, message_id, i, count, bytes(view[i * size : (i + 1) * size]))
         for i in range(count)
     ]
+
+
+_SAMPLE_BYTES = 32 * 1024
+
+
+def _worth_compressing(message: bytes) -> bool:
+    """Big messages are compressed only when a sample shrinks well: zlib runs at about
+    the speed aiortc sends, so mildly compressible data (random text, base64) is
+    faster to send as it is."""
+    if len(message) <= 4 * _SAMPLE_BYTES:
+        return True
+    middle = len(message) // 2
+    sample = message[middle : middle + _SAMPLE_BYTES]
+    return len(zlib.compress(sample, 1)) < len(sample) * 0.6
 
 
 def _bytes_map(value: Any, what: str) -> dict[str, bytes]:
@@ -122,7 +137,7 @@ def decode_frame(
     if len(frame) > max_frame:
         raise ProtocolError("oversize", f"frame of {len(frame)} bytes exceeds {max_frame}")
     try:
-        item = decode(bytes(frame))
+        item = decode(frame if type(frame) is bytes else bytes(frame))
     except ValueError as exc:
         raise ProtocolError("malformed", str(exc)) from None
     if type(item) is not list or len(item) < 2 or type(item[1]) is not int:
@@ -140,7 +155,11 @@ def decode_frame(
             want = body[1] if len(body) > 1 else False
             return Message(kind, states=_bytes_map(body[0], "states"), want_sync=want is True)
         if kind == ACK:
-            return Message(kind, states=_bytes_map(body[0], "states"))
+            return Message(
+                kind,
+                states=_bytes_map(body[0], "states"),
+                want_ack=len(body) > 1 and body[1] is True,
+            )
         if kind == DIFF:
             return Message(
                 kind, diffs=_bytes_map(body[0], "diffs"), states=_bytes_map(body[1], "states")
@@ -155,7 +174,12 @@ def decode_frame(
                 for name, deltas in updates.items()
             ):
                 raise ProtocolError("malformed", "updates must map store names to lists of bytes")
-            return Message(kind, updates=updates, states=_bytes_map(body[1], "states"))
+            return Message(
+                kind,
+                updates=updates,
+                states=_bytes_map(body[1], "states"),
+                want_ack=len(body) > 2 and body[2] is True,
+            )
         if kind == HEARTBEAT:
             return Message(kind)
         if kind == LINKS:

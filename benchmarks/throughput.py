@@ -1,0 +1,89 @@
+"""Throughput: every peer writes (set and update mixed) as fast as it can for a while.
+
+One process per peer. Each peer writes for a fixed time, yielding to its event
+loop every 50 writes; the clock stops when every peer holds every other peer's
+writes (its state vector covers the union of all writers' final ones). Reported:
+all writes divided by the time from the first write to full convergence.
+The baseline runs the same workload through pycrdt's websocket server (star):
+``set`` writes a new nested Y.Map, ``update`` sets one field of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from signaling import SignalingServer
+
+from .baselines import PycrdtServer
+from .common import LOOPBACK, Worker, close_all
+
+IMPLS = ("crdt_stores", "pycrdt_websocket")
+
+
+async def measure(impl: str, peers: int, seconds: float) -> dict[str, Any]:
+    names = [f"p{i}" for i in range(peers)]
+    server: Any = SignalingServer(LOOPBACK, 0) if impl == "crdt_stores" else PycrdtServer()
+    await server.start()
+    workers: list[Worker] = []
+    try:
+        role = "crdt" if impl == "crdt_stores" else "pycrdt"
+        workers = [await Worker.start(role, n, url=server.url) for n in names]
+        for worker in workers:
+            await worker.send(op="join")
+            await worker.expect("joined")
+        if impl == "crdt_stores":
+            for worker in workers:
+                await worker.send(op="wait_peers", count=peers - 1)
+            for worker in workers:
+                await worker.expect("ready")
+        for i, worker in enumerate(workers):
+            await worker.send(op="flood", seconds=seconds, seed=i)
+        written = [await w.expect("written", seconds + 120) for w in workers]
+        target: dict[str, int] = {}
+        for report in written:
+            for client, clock in report["sv"].items():
+                target[client] = max(target.get(client, 0), clock)
+        for worker in workers:
+            await worker.send(op="await_state", target=target)
+        covered = [await w.expect("covered", 900) for w in workers]
+        ops = sum(r["ops"] for r in written)
+        start = min(r["t0"] for r in written)
+        end = max(c["t"] for c in covered)
+        return {
+            "impl": impl,
+            "peers": peers,
+            "ops_per_s": round(ops / (end - start)),
+            "ops": ops,
+            "seconds": round(end - start, 3),
+            "write_seconds": round(max(r["t1"] for r in written) - start, 3),
+        }
+    finally:
+        await close_all(workers)
+        await server.stop()
+
+
+async def run(quick: bool, report: Any = print) -> list[dict[str, Any]]:
+    seconds = 0.5 if quick else 2.0
+    rows = []
+    for peers in (2, 4, 8):
+        for impl in IMPLS:
+            row = await measure(impl, peers, seconds)
+            rows.append(row)
+            report(
+                f"throughput N={peers:<2d} {impl:17s} {row['ops_per_s']:>8d} ops/s "
+                f"({row['ops']} writes, converged after {row['seconds']:.2f} s)"
+            )
+    return rows
+
+
+def main() -> None:
+    from .__main__ import standalone
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput")
+    parser.add_argument("--quick", action="store_true")
+    standalone("throughput", run, parser.parse_args().quick)
+
+
+if __name__ == "__main__":
+    main()
