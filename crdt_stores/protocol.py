@@ -30,6 +30,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pycrdt import merge_updates
 
@@ -69,6 +70,8 @@ class _Link:
     last_recv: float
     last_sent: float
     remote_states: dict[str, sv.StateVector] = field(default_factory=dict)
+    # state vectors as received, decoded only when someone looks (most never are)
+    unread_states: list[tuple[str, bytes]] = field(default_factory=list)
     remote_links: set[str] | None = None
     synced_once: bool = False  # the peer's SYNC (its full state) has arrived
     reassembler: wire.Reassembler | None = None
@@ -251,7 +254,8 @@ class SyncEngine:
             link.synced_once = True
             if message.want_sync:
                 link.sync = True
-            states = self._learn_states(link, message.states or {})
+            self._learn_states(link, message.states or {})
+            states = self._settle(link)
             for name, replica in self._stores.items():
                 local = replica.state_vector_dict()
                 if name in states and sv.covers(states[name], local):
@@ -282,21 +286,29 @@ class SyncEngine:
         else:
             self.stats["unknown_kind"] += 1
 
-    def _learn_states(self, link: _Link, states: dict[str, bytes]) -> dict[str, sv.StateVector]:
-        learned: dict[str, sv.StateVector] = {}
+    def _learn_states(self, link: _Link, states: dict[str, bytes]) -> None:
+        """Note the peer's reported state vectors (decoded later, by ``_settle``)."""
         for name, encoded in states.items():
-            try:
-                vector = sv.decode(encoded)
-            except ValueError:
-                self.stats["malformed_state"] += 1
-                continue
-            if self._remote_store(name) is None:
-                continue
-            known = link.remote_states.get(name)
-            vector = vector if known is None else sv.merge(known, vector)
-            link.remote_states[name] = vector
-            learned[name] = vector
-        return learned
+            if self._remote_store(name) is not None:
+                link.unread_states.append((name, encoded))
+        if len(link.unread_states) > 64:
+            self._settle(link)
+
+    def _settle(self, link: _Link) -> dict[str, sv.StateVector]:
+        """Decode the reports received since the last look; returns what the peer holds."""
+        unread = link.unread_states
+        if unread:
+            link.unread_states = []
+            remote_states = link.remote_states
+            for name, encoded in unread:
+                try:
+                    vector = sv.decode(encoded)
+                except ValueError:
+                    self.stats["malformed_state"] += 1
+                    continue
+                known = remote_states.get(name)
+                remote_states[name] = vector if known is None else sv.merge(known, vector)
+        return link.remote_states
 
     def _apply(self, source: _Link, updates: dict[str, list[bytes]]) -> None:
         for name, deltas in updates.items():
@@ -383,7 +395,7 @@ class SyncEngine:
                 link.sync = True  # our SYNC or theirs was lost: ask again
             for name, replica in self._stores.items():
                 local = replica.state_vector_dict()
-                remote = link.remote_states.get(name)
+                remote = self._settle(link).get(name)
                 if remote is not None and sv.covers(remote, local):
                     link.suspect.pop(name, None)
                     continue
@@ -421,10 +433,13 @@ class SyncEngine:
                 for link in self._links.values():
                     link.updates.setdefault(name, []).extend(merged)
         out: list[tuple[str, bytes]] = []
+        # The same UPDATE usually goes to every link: encode (and compress) it once.
+        shared: dict[tuple[Any, ...], list[bytes]] = {}
         for link in self._links.values():
             if not link.pending():
                 continue
             messages: list[bytes] = []
+            ready: list[bytes] = []  # frames already encoded
             if link.hello:
                 messages.append(wire.encode(wire.HELLO, self.peer_id, self._link_ids(link)))
                 link.hello = link.announce_links = False
@@ -450,23 +465,35 @@ class SyncEngine:
                 link.updates = {}
                 states_for.update(updates)
                 want = self._eager or link.want_ack
-                messages.append(wire.encode(wire.UPDATE, updates, self._states(states_for), want))
+                key = (
+                    tuple((name, tuple(map(id, deltas))) for name, deltas in updates.items()),
+                    frozenset(states_for),
+                    want,
+                )
+                frames = shared.get(key)
+                if frames is None:
+                    message = wire.encode(wire.UPDATE, updates, self._states(states_for), want)
+                    frames = shared[key] = wire.frames(
+                        message, next(self._message_ids), self.config.max_frame_bytes
+                    )
+                ready.extend(frames)
                 link.want_ack = False
             elif states_for:
                 messages.append(wire.encode(wire.ACK, self._states(states_for), link.want_ack))
                 link.want_ack = False
             link.states_now = set()
-            if link.heartbeat and not messages:
+            if link.heartbeat and not messages and not ready:
                 messages.append(wire.encode(wire.HEARTBEAT))
             link.heartbeat = False
             link.last_sent = self._now
             for message in messages:
-                for frame in wire.frames(
-                    message, next(self._message_ids), self.config.max_frame_bytes
-                ):
-                    out.append((link.peer, frame))
-                    self.stats["frames_out"] += 1
-                    self.stats["bytes_out"] += len(frame)
+                ready.extend(
+                    wire.frames(message, next(self._message_ids), self.config.max_frame_bytes)
+                )
+            for frame in ready:
+                out.append((link.peer, frame))
+            self.stats["frames_out"] += len(ready)
+            self.stats["bytes_out"] += sum(map(len, ready))
         return out
 
     def _states(self, names: Iterable[str]) -> dict[str, bytes]:
@@ -497,7 +524,7 @@ class SyncEngine:
         return out
 
     def _link_synced(self, link: _Link) -> bool:
-        remote_states = link.remote_states
+        remote_states = self._settle(link)
         if len(remote_states) < len(self._stores):
             return False
         stores = self._stores
