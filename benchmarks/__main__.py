@@ -118,8 +118,11 @@ def save(results: dict[str, Any], filename: str = "latest.json", out: Path = RES
             plot(name, results[name], out)
 
 
-def standalone(name: str, run: Callable[..., Awaitable[list[dict[str, Any]]]], quick: bool) -> None:
-    """Run one benchmark alone: table, ``results/NAME.json`` and its plot."""
+def standalone(name: str) -> None:
+    """``python -m benchmarks.NAME [--quick]``: one benchmark, its table, JSON and plot."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}")
+    parser.add_argument("--quick", action="store_true")
+    quick = parser.parse_args().quick
     logging.getLogger("signaling").setLevel(logging.ERROR)
     console = Console()
     results = asyncio.run(run_all([name], quick, console))

@@ -10,7 +10,6 @@ queueing.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from typing import Any
@@ -211,9 +210,7 @@ async def run(quick: bool, report: Any = print) -> list[dict[str, Any]]:
 def main() -> None:
     from .__main__ import standalone
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.convergence")
-    parser.add_argument("--quick", action="store_true")
-    standalone("convergence", run, parser.parse_args().quick)
+    standalone("convergence")
 
 
 if __name__ == "__main__":

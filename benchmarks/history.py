@@ -10,7 +10,6 @@ The ``*_interleaved`` rows split the same writes among three peers taking turns.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
@@ -107,9 +106,7 @@ def main() -> None:
         return
     from .__main__ import standalone
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.history")
-    parser.add_argument("--quick", action="store_true")
-    standalone("history", run, parser.parse_args().quick)
+    standalone("history")
 
 
 if __name__ == "__main__":

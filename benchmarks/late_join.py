@@ -9,7 +9,6 @@ transport's floor for that volume). MB/s is the store size over that time.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from signaling import SignalingServer
@@ -87,9 +86,7 @@ async def run(quick: bool, report: Any = print) -> list[dict[str, Any]]:
 def main() -> None:
     from .__main__ import standalone
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.late_join")
-    parser.add_argument("--quick", action="store_true")
-    standalone("late_join", run, parser.parse_args().quick)
+    standalone("late_join")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ with the SDP handed over directly, until every data channel is open.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from typing import Any
@@ -62,9 +61,7 @@ async def run(quick: bool, report: Any = print) -> list[dict[str, Any]]:
 def main() -> None:
     from .__main__ import standalone
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.mesh_join")
-    parser.add_argument("--quick", action="store_true")
-    standalone("mesh_join", run, parser.parse_args().quick)
+    standalone("mesh_join")
 
 
 if __name__ == "__main__":

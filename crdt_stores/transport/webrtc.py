@@ -312,27 +312,22 @@ class WebRTCTransport(Transport):
 
     async def _offer(self, link: _Peer) -> None:
         with _ice_scope(self._ice_addresses):
-            offer = await link.pc.createOffer()
-            await link.pc.setLocalDescription(offer)
-        assert self._signaling is not None
-        description = link.pc.localDescription
-        sent = await self._signaling.signal(
-            link.id, {"kind": "offer", "session": link.session, "sdp": description.sdp}
-        )
-        if not sent:
-            self._teardown(link)
+            await link.pc.setLocalDescription(await link.pc.createOffer())
+        await self._send_description(link, "offer")
 
     async def _answer(self, link: _Peer, sdp: str) -> None:
         with _ice_scope(self._ice_addresses):
             await link.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            answer = await link.pc.createAnswer()
-            await link.pc.setLocalDescription(answer)
+            await link.pc.setLocalDescription(await link.pc.createAnswer())
+        await self._send_description(link, "answer")
+
+    async def _send_description(self, link: _Peer, kind: str) -> None:
+        """Signal our offer or answer (ICE candidates included: aiortc does not trickle)."""
         assert self._signaling is not None
-        description = link.pc.localDescription
-        sent = await self._signaling.signal(
-            link.id, {"kind": "answer", "session": link.session, "sdp": description.sdp}
-        )
-        if not sent:
+        sdp = link.pc.localDescription.sdp
+        if not await self._signaling.signal(
+            link.id, {"kind": kind, "session": link.session, "sdp": sdp}
+        ):
             self._teardown(link)
 
     async def _accept_answer(self, link: _Peer, sdp: str) -> None:
