@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from .values import digest
@@ -108,7 +115,7 @@ async def _stdin_reader() -> asyncio.StreamReader:
 class _Peer:
     name: str
     proc: asyncio.subprocess.Process
-    task: int
+    task: TaskID
     done: int = 0
     state: str = "starting"
     final: dict[str, Any] = field(default_factory=dict)

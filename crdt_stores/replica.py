@@ -390,16 +390,16 @@ class StoreReplica:
         values = self._values
         changes: dict[str, Any] = {}
         for entry in entries:
-            key = entry.key
-            assert key is not None
-            by_key.setdefault(key, []).append(entry)  # the newest order: always last
+            written = entry.key
+            assert written is not None
+            by_key.setdefault(written, []).append(entry)  # the newest order: always last
             # Dead entries never changed the fold, so the old value is the base.
-            value = _apply_op(values.get(key, MISSING), entry)
+            value = _apply_op(values.get(written, MISSING), entry)
             if value is MISSING:
-                values.pop(key, None)
+                values.pop(written, None)
             else:
-                values[key] = value
-            changes[key] = value
+                values[written] = value
+            changes[written] = value
         self._local_done(changes)
 
     def _delete(self, txn: Any, entries: list[Entry]) -> dict[str, list[int]]:
@@ -510,14 +510,15 @@ class StoreReplica:
         self._sv = None
         self._sv_dict = None
 
-    def _on_events(self, events: list[Any]) -> None:
+    def _on_events(self, events: list[Any]) -> None:  # pycrdt's Rust event objects
         if self._local:
             return  # local transactions integrate what they did themselves
+        event: Any
         for event in events:
             path = event.path
             if type(event) is _RawArrayEvent:
                 if len(path) == 1:
-                    self._on_array(str(path[0]), event.delta)
+                    self._on_array(str(path[0]), event.delta)  # type: ignore[attr-defined]
             elif not path:  # the writers map itself
                 for writer, change in event.keys.items():
                     # Only a replica's own first write adds its array; a peer
@@ -579,7 +580,7 @@ class StoreReplica:
         self._txn_removed = []
         self._txn_new_arrays = {}
 
-    def _after_transaction(self) -> set[str]:
+    def _after_transaction(self) -> list[str]:
         """Integrate what the observers saw of a remote update; returns keys with new entries."""
         if self._txn_new_arrays:
             self._read_new_arrays()
@@ -589,7 +590,7 @@ class StoreReplica:
         changes = self._integrate(inserted, removed) if inserted or removed else {}
         if changes and self.on_change is not None:
             self.on_change(changes, False)
-        return {entry.key for entry in inserted if entry.key is not None}
+        return list(dict.fromkeys(entry.key for entry in inserted if entry.key is not None))
 
     def _integrate(self, inserted: list[Entry], removed: list[Entry]) -> dict[str, Any]:
         """Update per-key entry lists and folded values; returns the changed keys' values."""

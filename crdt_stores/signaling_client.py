@@ -96,9 +96,9 @@ class SignalingClient:
             reply = json.loads(await asyncio.wait_for(ws.recv(), self.open_timeout))
         except ConnectionClosed as exc:
             await ws.close()
-            code = exc.rcvd.code if exc.rcvd else None
+            close_code = exc.rcvd.code if exc.rcvd else None
             reason = exc.rcvd.reason if exc.rcvd else "connection closed"
-            if code == _AUTH_CLOSE_CODE:
+            if close_code == _AUTH_CLOSE_CODE:
                 raise AuthError(reason, code="auth") from None
             raise JoinError(f"the signaling server closed the connection: {reason}") from None
         except (TimeoutError, ValueError) as exc:

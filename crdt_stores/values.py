@@ -101,7 +101,7 @@ def _normalize(value: object, depth: int) -> StoreValue:
     if value is None or kind is bool:
         return value  # type: ignore[return-value]
     if kind is str:
-        if not value.isascii():  # type: ignore[union-attr]
+        if not value.isascii():  # type: ignore[attr-defined]
             _check_text(value)  # type: ignore[arg-type]
         return value  # type: ignore[return-value]
     if kind is int:
@@ -220,10 +220,10 @@ def same_value(a: object, b: object) -> bool:
     """Equality that also compares types: ``1``, ``1.0`` and ``True`` all differ."""
     if type(a) is not type(b):
         return False
-    if type(a) is list:
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(same_value(v, b[k]) for k, v in a.items())  # type: ignore[attr-defined,index]
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(v, b[k]) for k, v in a.items())
     return a == b
 
 

@@ -244,10 +244,10 @@ class SignalingServer:
             return False
         room = message.get("room")
         peer_id = message.get("peer_id")
-        if not _name(room):
+        if not isinstance(room, str) or not _name(room):
             await self._refuse(client, "bad-request", "join needs a room (a non-empty string)")
             return False
-        if peer_id is not None and not _name(peer_id):
+        if peer_id is not None and (not isinstance(peer_id, str) or not _name(peer_id)):
             await self._refuse(client, "bad-request", "peer_id must be a non-empty string")
             return False
         if self.secret is not None:

@@ -235,11 +235,11 @@ def test_ice_address_override_is_scoped() -> None:
 def test_ice_servers_parsing_and_no_implicit_stun() -> None:
     servers = webrtc.parse_ice_servers(
         [
-            "stun:stun.example.org:3478",
-            {"urls": "turn:turn.example.org", "username": "u", "credential": "p"},
+            "stun:127.0.0.1:3478",
+            {"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "p"},
         ]
     )
-    assert [s.urls for s in servers] == ["stun:stun.example.org:3478", "turn:turn.example.org"]
+    assert [s.urls for s in servers] == ["stun:127.0.0.1:3478", "turn:127.0.0.1:3478"]
     assert webrtc.parse_ice_servers(None) == []
     with pytest.raises(TypeError):
         webrtc.parse_ice_servers([42])

@@ -245,18 +245,23 @@ class WebRTCTransport(Transport):
             return
         if kind == "offer":
             existing = self._peers.get(peer)
-            crossing = existing is not None and existing.offerer and not existing.opened
-            if crossing and not existing.closed and self.peer_id < peer:
-                return  # offers crossed: the smaller id's offer wins, this one is dropped
             if existing is not None:
+                crossing = existing.offerer and not existing.opened and not existing.closed
+                if crossing and self.peer_id < peer:
+                    return  # offers crossed: the smaller id's offer wins, this one is dropped
                 self._teardown(existing, retry=False)
             self._present.add(peer)
-            link = self._new_peer(peer, offerer=False, session=session)
-            self._spawn(self._answer(link, sdp), link)
+            answering = self._new_peer(peer, offerer=False, session=session)
+            self._spawn(self._answer(answering, sdp), answering)
         elif kind == "answer":
-            link = self._peers.get(peer)
-            if link is not None and link.offerer and link.session == session and not link.closed:
-                self._spawn(self._accept_answer(link, sdp), link)
+            offering = self._peers.get(peer)
+            if (
+                offering is not None
+                and offering.offerer
+                and offering.session == session
+                and not offering.closed
+            ):
+                self._spawn(self._accept_answer(offering, sdp), offering)
 
     def signaling_restored(self, peers: list[str]) -> None:
         self._present = set(peers)
