@@ -44,7 +44,7 @@ from .values import (
     same_value,
 )
 
-__all__ = ["MISSING", "Entry", "StoreReplica", "UpdateError", "is_empty_update"]
+__all__ = ["MISSING", "Entry", "StoreReplica", "UpdateError"]
 
 log = logging.getLogger("crdt_stores")
 
@@ -661,8 +661,3 @@ def _write_key(key: object) -> str:
     if key == WILDCARD:
         raise ValueError('the key "*" is reserved for subscribing to every key')
     return key  # type: ignore[return-value]
-
-
-def is_empty_update(update: bytes | bytearray) -> bool:
-    """True for the update Yjs encodes when there is nothing to send."""
-    return update == _EMPTY_UPDATE
