@@ -241,13 +241,16 @@ class SyncEngine:
         except wire.ProtocolError as exc:
             self.stats[exc.reason] += 1
             log.debug("dropped frame from %s: %s", peer, exc)
-        except Exception:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # pycrdt's PanicException is a BaseException
             self.stats["handler_error"] += 1
             log.exception("error handling a frame from %s", peer)
 
     def _handle(self, link: _Link, message: wire.Message) -> None:
         kind = message.kind
-        self.stats[f"in:{kind}"] += 1
+        if kind in wire.KINDS:  # counters never grow with what a peer invents
+            self.stats[f"in:{kind}"] += 1
         if kind == wire.HELLO or kind == wire.LINKS:
             link.remote_links = set(message.links or ())
         elif kind == wire.SYNC:

@@ -24,6 +24,7 @@ deltas go in through ``apply()``.
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
@@ -125,9 +126,11 @@ def _parse(blob: object, writer: int) -> Entry:
     return Entry(key, op, payload, (lamport, writer))
 
 
-def _writer_id(writer: str) -> int:
-    """The numeric id that orders a writer's entries (its Yjs client id)."""
-    return int(writer) if writer.isdecimal() and len(writer) < 20 else 0
+def _writer_id(writer: str) -> int | None:
+    """The client id a writer array is keyed by; None for keys this library never writes."""
+    if writer.isascii() and writer.isdecimal() and len(writer) < 20 and str(int(writer)) == writer:
+        return int(writer)
+    return None
 
 
 def _apply_op(value: Any, entry: Entry) -> Any:
@@ -166,30 +169,47 @@ def _fold(entries: list[Entry]) -> Any:
     return value
 
 
-def _dead(entries: list[Entry]) -> list[Entry]:
+def _dead(entries: list[Entry], author: int | None = None) -> list[Entry]:
     """Entries whose removal cannot change the fold, whatever arrives later.
 
-    Everything before the last set/delete is dead. A dict update is dead when later
-    dict updates overwrite all of its fields: with or without it, the fold differs at
+    Everything before a set/delete is dead. A dict update is dead when later dict
+    updates overwrite all of its fields: with or without it, the fold differs at
     most in those fields (or in a list that a later dict update replaces), so the
     result is the same for any entries that may still arrive in between.
+
+    With ``author``, only entries made dead by that writer's own entries count:
+    a replica deletes only what its own writes superseded. Its deletion then
+    travels after (or with) the write that justifies it, so no peer ever sees an
+    entry vanish before the entry that supersedes it arrives.
     """
     dead: list[Entry] = []
     covered: set[str] = set()
     merges_after = False
     reset = False
     for entry in reversed(entries):
+        witness = author is None or entry.order[1] == author
         if reset:
             dead.append(entry)
         elif entry.op == SET or entry.op == DELETE:
-            reset = True
+            reset = witness
         elif entry.op == MERGE:
             if merges_after and covered.issuperset(entry.payload):
                 dead.append(entry)
-            else:
+            elif witness:
                 covered.update(entry.payload)
-            merges_after = True
+                merges_after = True
     return dead
+
+
+def _tiebreak(entry: Entry) -> tuple[tuple[int, int], bytes]:
+    """A total order: only entries a peer forged share (lamport, writer)."""
+    return entry.order, cbor2.dumps([entry.key, entry.op, entry.payload])
+
+
+def _order_ties(entries: list[Entry]) -> None:
+    """Sort entries of equal order by content, the same way on every peer."""
+    if any(a.order == b.order for a, b in itertools.pairwise(entries)):
+        entries.sort(key=_tiebreak)
 
 
 def _dominated(entries: list[Entry], entry: Entry) -> bool:
@@ -242,6 +262,7 @@ class StoreReplica:
         self._txn_inserted: list[Entry] = []
         self._txn_removed: list[Entry] = []
         self._txn_new_arrays: dict[str, Any] = {}
+        self._txn_rebuild = False
         self._sv: bytes | None = None
         self._sv_dict: _statevector.StateVector | None = None
         self._subscriptions = (  # dropping a subscription object unsubscribes it
@@ -362,7 +383,7 @@ class StoreReplica:
             blobs.append(_ENTRY_HEAD + cbor2.dumps(key) + bytes((op,)) + blob + tail)
             existing = self._by_key.get(key)
             if existing:
-                dead.extend(_dead([*existing, entry]))
+                dead.extend(_dead([*existing, entry], self._author))
         txn = self._ydoc.create_transaction()
         self._local = True
         try:
@@ -477,18 +498,23 @@ class StoreReplica:
             self._reset_transaction_state()
             raise UpdateError(f"bad Yjs update: {type(exc).__name__}: {exc}") from None
         self._commit(txn)
-        changed = bool(self._txn_inserted or self._txn_removed or self._txn_new_arrays)
+        changed = bool(
+            self._txn_inserted or self._txn_removed or self._txn_new_arrays or self._txn_rebuild
+        )
         keys = self._after_transaction()
         self._compact(keys)
         return changed
 
     def _compact(self, keys: Iterable[str]) -> None:
-        """Delete superseded entries of ``keys`` whose newest entry this replica wrote."""
+        """Delete entries of ``keys`` that this replica's own writes superseded.
+
+        (A concurrent write that arrives already superseded by one of ours.)
+        """
         dead: list[Entry] = []
         for key in keys:
             entries = self._by_key.get(key)
-            if entries and entries[-1].order[1] == self._author:
-                dead.extend(_dead(entries))
+            if entries and len(entries) > 1:
+                dead.extend(_dead(entries, self._author))
         if not dead:
             return
         txn = self._ydoc.create_transaction()
@@ -520,17 +546,23 @@ class StoreReplica:
                 if len(path) == 1:
                     self._on_array(str(path[0]), event.delta)  # type: ignore[attr-defined]
             elif not path:  # the writers map itself
-                for writer, change in event.keys.items():
-                    # Only a replica's own first write adds its array; a peer
-                    # replacing or deleting one is followed as the CRDT says.
-                    old = self._mirrors.pop(writer, None)
-                    self._arrays.pop(writer, None)
-                    self._txn_new_arrays.pop(writer, None)
-                    if old:
-                        self._txn_removed.extend(old)
+                keys = event.keys
+                if not keys:
+                    self._txn_rebuild = True  # how pycrdt reports some out-of-order changes
+                for writer, change in keys.items():
                     array = change.get("newValue")
-                    if change.get("action") in ("add", "update") and type(array) is _RawArray:
-                        self._txn_new_arrays[writer] = array
+                    if (
+                        change.get("action") == "add"
+                        and type(array) is _RawArray
+                        and writer not in self._mirrors
+                    ):
+                        if _writer_id(writer) is not None:  # other keys are not ours: inert
+                            self._txn_new_arrays[writer] = array
+                    else:
+                        # A writer's array replaced or deleted: never done by this
+                        # library, so a peer is misbehaving. Follow the document as
+                        # it is now, reading it afresh (no stale array handles).
+                        self._txn_rebuild = True
 
     def _on_array(self, writer: str, delta: list[dict[str, Any]]) -> None:
         mirror = self._mirrors.get(writer)
@@ -547,6 +579,7 @@ class StoreReplica:
                 del mirror[index : index + count]
             else:
                 author = _writer_id(writer)
+                assert author is not None  # only arrays with a client id key have mirrors
                 new = [_parse(blob, author) for blob in part["insert"]]
                 for offset, entry in enumerate(new):
                     entry.writer = writer
@@ -555,42 +588,90 @@ class StoreReplica:
                 index += len(new)
                 inserted.extend(new)
 
+    def _read_array(self, txn: Any, writer: str, array: Any) -> list[Entry]:
+        author = _writer_id(writer)
+        assert author is not None
+        entries = [_parse(array.get(txn, i), author) for i in range(array.len(txn))]
+        for index, entry in enumerate(entries):
+            entry.writer = writer
+            entry.pos = index
+        return entries
+
     def _read_new_arrays(self) -> None:
         """Fill the mirrors of writer arrays that appeared in the last transaction."""
         new_arrays = self._txn_new_arrays
         self._txn_new_arrays = {}
-        for writer, array in new_arrays.items():
-            txn = self._ydoc.create_transaction()
-            try:
-                author = _writer_id(writer)
-                entries = [_parse(array.get(txn, i), author) for i in range(array.len(txn))]
-            finally:
-                txn.commit()
-                txn.drop()
-            for index, entry in enumerate(entries):
-                entry.writer = writer
-                entry.pos = index
-            self._arrays[writer] = array
-            self._mirrors[writer] = list(entries)
-            self._txn_inserted.extend(entries)
+        txn = self._ydoc.create_transaction()
+        try:
+            for writer, array in new_arrays.items():
+                entries = self._read_array(txn, writer, array)
+                self._arrays[writer] = array
+                self._mirrors[writer] = list(entries)
+                self._txn_inserted.extend(entries)
+        finally:
+            txn.commit()
+            txn.drop()
+
+    def _rebuild(self) -> dict[str, Any]:
+        """Re-read every writer array from the document; returns the values that changed."""
+        arrays: dict[str, Any] = {}
+        mirrors: dict[str, list[Entry]] = {}
+        txn = self._ydoc.create_transaction()
+        try:
+            for writer in self._writers.keys(txn):
+                array = self._writers.get(txn, writer)
+                if _writer_id(writer) is not None and type(array) is _RawArray:
+                    arrays[writer] = array
+                    mirrors[writer] = self._read_array(txn, writer, array)
+        finally:
+            txn.commit()
+            txn.drop()
+        by_key: dict[str, list[Entry]] = {}
+        for mirror in mirrors.values():
+            for entry in mirror:
+                if entry.key is not None:
+                    by_key.setdefault(entry.key, []).append(entry)
+                    self._lamport = max(self._lamport, entry.order[0])
+        values: dict[str, Any] = {}
+        for key, entries in by_key.items():
+            entries.sort(key=_order)
+            _order_ties(entries)
+            value = _fold(entries)
+            if value is not MISSING:
+                values[key] = value
+        old = self._values
+        changes = {
+            key: values.get(key, MISSING)
+            for key in dict.fromkeys([*old, *values])
+            if key not in old or key not in values or not same_value(old[key], values[key])
+        }
+        self._arrays, self._mirrors, self._by_key, self._values = arrays, mirrors, by_key, values
+        return changes
 
     def _reset_transaction_state(self) -> None:
         self._txn_update = None
         self._txn_inserted = []
         self._txn_removed = []
         self._txn_new_arrays = {}
+        self._txn_rebuild = False
 
     def _after_transaction(self) -> list[str]:
         """Integrate what the observers saw of a remote update; returns keys with new entries."""
-        if self._txn_new_arrays:
-            self._read_new_arrays()
-        inserted = self._txn_inserted
-        removed = self._txn_removed
-        self._reset_transaction_state()
-        changes = self._integrate(inserted, removed) if inserted or removed else {}
+        if self._txn_rebuild:
+            self._reset_transaction_state()
+            changes = self._rebuild()
+            keys = list(self._by_key)
+        else:
+            if self._txn_new_arrays:
+                self._read_new_arrays()
+            inserted = self._txn_inserted
+            removed = self._txn_removed
+            self._reset_transaction_state()
+            changes = self._integrate(inserted, removed) if inserted or removed else {}
+            keys = list(dict.fromkeys(e.key for e in inserted if e.key is not None))
         if changes and self.on_change is not None:
             self.on_change(changes, False)
-        return list(dict.fromkeys(entry.key for entry in inserted if entry.key is not None))
+        return keys
 
     def _integrate(self, inserted: list[Entry], removed: list[Entry]) -> dict[str, Any]:
         """Update per-key entry lists and folded values; returns the changed keys' values."""
@@ -620,6 +701,7 @@ class StoreReplica:
                     at_tail = False
                     for entry in new:
                         bisect.insort(entries, entry, key=_order)
+                    _order_ties(entries)
             # Removing superseded entries (what compaction does) cannot change the fold.
             harmless = True
             if gone:

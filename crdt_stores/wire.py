@@ -55,6 +55,8 @@ COMPRESS_MIN_BYTES = 256
 """Messages at least this big are sent zlib-compressed when that makes them smaller:
 a batch of deltas shrinks 3-4x, and every SCTP packet saved is CPU saved in aiortc."""
 
+KINDS = frozenset((HELLO, SYNC, DIFF, UPDATE, ACK, HEARTBEAT, LINKS, CHUNK, COMPRESSED))
+
 _CHUNK_OVERHEAD = 40  # CBOR array header and integers around a chunk's bytes
 
 
@@ -185,6 +187,8 @@ def decode_frame(
         if kind == LINKS:
             return Message(kind, links=_str_list(body[0], "links"))
         if kind == CHUNK:
+            if len(body) < 4:
+                raise ProtocolError("malformed", "chunk frame too short")
             msg_id, index, count, data = body[:4]
             if not (
                 type(msg_id) is int
