@@ -40,6 +40,7 @@ from .values import (
     check_key,
     decode,
     encode,
+    flat_and_plain,
     is_valid,
     normalize,
     same_value,
@@ -58,6 +59,7 @@ WILDCARD: Final = "*"
 _LOCAL: Final = "crdt-stores/local"
 _EMPTY_UPDATE: Final = b"\x00\x00"
 _ENTRY_HEAD: Final = b"\x84"  # CBOR array of 4 items; the items are encoded separately
+_OP_BYTES: Final = (b"\x00", b"\x01", b"\x02", b"\x03")  # CBOR of the small ints 0-3
 
 
 class _Missing:
@@ -112,7 +114,7 @@ def _parse(blob: object, writer: int) -> Entry:
         if op == SET:
             ok = is_valid(payload)
         elif op == MERGE:
-            ok = type(payload) is dict and is_valid(payload)
+            ok = type(payload) is dict and (flat_and_plain(payload) or is_valid(payload))
         elif op == APPEND:
             ok = type(payload) is list and is_valid(payload)
         elif op == DELETE:
@@ -380,10 +382,13 @@ class StoreReplica:
         for key, op, payload, blob in ops:
             entry = Entry(key, op, payload, order)
             entries.append(entry)
-            blobs.append(_ENTRY_HEAD + cbor2.dumps(key) + bytes((op,)) + blob + tail)
+            blobs.append(b"".join((_ENTRY_HEAD, cbor2.dumps(key), _OP_BYTES[op], blob, tail)))
             existing = self._by_key.get(key)
             if existing:
-                dead.extend(_dead([*existing, entry], self._author))
+                if op in (SET, DELETE):
+                    dead.extend(existing)  # our own reset, ordered last: all of it is dead
+                else:
+                    dead.extend(_dead([*existing, entry], self._author))
         txn = self._ydoc.create_transaction()
         self._local = True
         try:
@@ -425,6 +430,13 @@ class StoreReplica:
 
     def _delete(self, txn: Any, entries: list[Entry]) -> dict[str, list[int]]:
         """Delete entries from their writers' arrays; returns the indices, per writer."""
+        if not entries:
+            return {}
+        if len(entries) == 1:  # the usual overwrite
+            entry = entries[0]
+            index = self._index_of(entry)
+            self._arrays[entry.writer].remove_range(txn, index, 1)
+            return {entry.writer: [index]}
         by_writer: dict[str, set[int]] = {}
         for entry in entries:
             by_writer.setdefault(entry.writer, set()).add(self._index_of(entry))

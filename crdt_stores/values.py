@@ -24,6 +24,7 @@ __all__ = [
     "decode",
     "digest",
     "encode",
+    "flat_and_plain",
     "is_valid",
     "normalize",
     "same_value",
@@ -89,11 +90,33 @@ def normalize(value: object) -> StoreValue:
     ``ValueError`` for values out of range (big ints, NaN, infinities, deep nesting);
     the message names where in the value the problem is.
     """
+    if type(value) is dict and flat_and_plain(value):
+        return dict(value)  # the usual small record: no recursion needed
     try:
         return _normalize(value, 0)
     except _Refused as refused:
         path = "value" + "".join(f"[{part!r}]" for part in reversed(refused.path))
         raise refused.error(f"{path}: {refused.message}") from None
+
+
+def flat_and_plain(value: dict[Any, Any]) -> bool:
+    """A dict of ASCII ``str`` keys and valid scalar values (the fast path of ``normalize``)."""
+    for key, item in value.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        kind = type(item)
+        if kind is str:
+            if not item.isascii():
+                return False
+        elif kind is int:
+            if not INT64_MIN <= item <= INT64_MAX:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif item is not None and kind is not bool:
+            return False
+    return True
 
 
 def _normalize(value: object, depth: int) -> StoreValue:
@@ -172,6 +195,8 @@ def _check_text(text: str) -> None:
 def is_valid(value: object, _depth: int = 0) -> bool:
     """True when a decoded value (from a peer) is a store value; nothing is copied."""
     kind = type(value)
+    if kind is dict and flat_and_plain(value):  # type: ignore[arg-type]
+        return True
     if value is None or kind is bool or kind is str:
         return True
     if kind is int:
