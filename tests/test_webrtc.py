@@ -235,11 +235,12 @@ def test_ice_address_override_is_scoped() -> None:
 def test_ice_servers_parsing_and_no_implicit_stun() -> None:
     servers = webrtc.parse_ice_servers(
         [
-            "stun:127.0.0.1:3478",
-            {"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "p"},
+            "stun:127.0.0.1:3478",  # allowed: only parsed, never contacted
+            {"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "p"},  # allowed: parsed
         ]
     )
-    assert [s.urls for s in servers] == ["stun:127.0.0.1:3478", "turn:127.0.0.1:3478"]
+    urls = [s.urls for s in servers]
+    assert urls == ["stun:127.0.0.1:3478", "turn:127.0.0.1:3478"]  # allowed: parsed only
     assert webrtc.parse_ice_servers(None) == []
     with pytest.raises(TypeError):
         webrtc.parse_ice_servers([42])
