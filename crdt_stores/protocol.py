@@ -169,15 +169,12 @@ class SyncEngine:
                 self._ack(link, name)
         return replica
 
-    def commit(self, name: str) -> int:
-        """Queue the local deltas of store ``name`` for every link; returns their size."""
+    def commit(self, name: str) -> None:
+        """Queue the local deltas of store ``name`` for every link."""
         deltas = self._stores[name].take_outbox()
-        if not deltas:
-            return 0
-        self._local_out.setdefault(name, []).extend(deltas)
-        size = sum(len(d) for d in deltas)
-        self._pending_bytes += size
-        return size
+        if deltas:
+            self._local_out.setdefault(name, []).extend(deltas)
+            self._pending_bytes += sum(len(d) for d in deltas)
 
     # -- links --------------------------------------------------------------------
 
