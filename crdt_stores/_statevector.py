@@ -34,12 +34,17 @@ def _write_varuint(out: bytearray, value: int) -> None:
     out.append(value)
 
 
-def decode(data: bytes | bytearray) -> StateVector:
+def count(data: bytes | bytearray) -> int:
+    """How many entries an encoded state vector announces (its first varuint)."""
+    return _read_varuint(data, 0)[0]
+
+
+def decode(data: bytes | bytearray, max_entries: int = _MAX_ENTRIES) -> StateVector:
     """Decode an encoded state vector; raises ``ValueError`` when malformed."""
     if not isinstance(data, (bytes, bytearray)):
         raise ValueError("state vector must be bytes")
     count, pos = _read_varuint(data, 0)
-    if count > _MAX_ENTRIES:
+    if count > max_entries or count * 2 > len(data):
         raise ValueError("state vector too large")
     sv: StateVector = {}
     for _ in range(count):

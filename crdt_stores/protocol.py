@@ -3,8 +3,8 @@
 One ``SyncEngine`` per meeting participant holds every store replica and the
 state of every link to another peer. The transport feeds it ``link_up``,
 ``link_down`` and ``receive``; a clock feeds it ``tick``; it hands back frames
-through ``data_to_send``. The same object runs over the in-memory network and
-over WebRTC.
+through ``data_to_send`` and reports misbehaving peers through ``take_events``.
+The same object runs over the in-memory network and over WebRTC.
 
 Replication rules:
 
@@ -20,7 +20,14 @@ Replication rules:
   (from its ``LINKS`` announcements); anti-entropy catches every other gap: a
   link whose acknowledged state still lacks what this peer held one
   ``sync_interval`` earlier is sent a ``DIFF`` from its acknowledged state.
-* Malformed frames, bad Yjs updates and oversize messages are dropped and counted.
+* Every message is bounded (``max_message_bytes``, ``max_message_items``): big
+  syncs and big batches travel as several messages, each applied on arrival.
+
+Hostile input (SPEC §9): every frame is decoded strictly and bounded before use,
+every Yjs update is checked against the store layout before pycrdt sees it
+(``updates``), and memory a link can make this peer hold is charged to budgets.
+Input a correct peer never sends counts against the link's ``violation_budget``;
+past it the link is closed and a ``PeerMisbehaved`` event reports it.
 """
 
 from __future__ import annotations
@@ -28,39 +35,121 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pycrdt import merge_updates
 
 from . import _statevector as sv
-from . import wire
+from . import updates, wire
+from .budget import Budget
+from .entries import entry_limit
 from .replica import StoreReplica, UpdateError
 from .values import DEFAULT_MAX_VALUE_BYTES, check_key
 
-__all__ = ["SyncConfig", "SyncEngine"]
+__all__ = ["PeerMisbehaved", "SyncConfig", "SyncEngine"]
 
 log = logging.getLogger("crdt_stores")
+
+KiB = 1024
+MiB = 1024 * KiB
 
 
 @dataclass(frozen=True)
 class SyncConfig:
-    """Timing and size settings of the sync protocol (seconds and bytes)."""
+    """Timing (seconds) and limits (bytes, counts) of the sync protocol.
+
+    The limits are the budgets of the threat model (README, "What a peer can and
+    cannot do to you"); every peer of a room should use the same ones, since an
+    entry over a peer's ``max_value_bytes`` is refused by that peer.
+    """
 
     heartbeat_interval: float = 1.0
     dead_after: float = 6.0
     sync_interval: float = 1.0
     ack_delay: float = 0.25
-    max_frame_bytes: int = wire.MAX_FRAME_BYTES
-    max_message_bytes: int = 512 * 1024 * 1024
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    """One written value, CBOR-encoded (1 MiB, the SPEC's default)."""
+    max_frame_bytes: int = wire.MAX_FRAME_BYTES
+    """One data-channel frame (64 KiB); bigger messages are chunked."""
+    max_message_bytes: int = 4 * MiB
+    """One message, reassembled or inflated: a 1 MiB sync part plus one value at the
+    1 MiB limit, with room to spare. Bigger syncs and batches are split."""
+    max_message_items: int = 65_536
+    """Yjs structs, entries, delete ranges and state-vector entries in one message: the
+    work a message causes (about 0.2 s of Python at most)."""
+    max_link_buffer_bytes: int = 8 * MiB
+    """Partial (chunked) messages one link may have this peer hold: two messages."""
+    max_buffer_bytes: int = 64 * MiB
+    """Partial messages of all links together."""
+    max_held_bytes: int = 16 * MiB
+    """Parts of updates waiting for a writer's earlier structs (out-of-order delivery),
+    all stores together; past it they are dropped and anti-entropy resends them."""
+    max_stores: int = 1_000
+    """Stores in a meeting; store names from peers past it are refused (each empty store
+    costs about 8 KB and a share of every sync and tick)."""
+    violation_budget: int = 16
+    """Invalid frames or updates a link may send before it is closed."""
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = float if f.type == "float" else int
+            if type(value) is not kind and not (kind is float and type(value) is int):
+                raise TypeError(f"{f.name} must be {kind.__name__}, not {type(value).__name__}")
+            if value <= 0:
+                raise ValueError(f"{f.name} must be positive")
         if self.dead_after <= self.heartbeat_interval:
             raise ValueError("dead_after must be longer than heartbeat_interval")
         if self.max_frame_bytes < 1024:
             raise ValueError("max_frame_bytes must be at least 1024")
+        if self.max_message_bytes < entry_limit(self.max_value_bytes) + 64 * KiB:
+            raise ValueError("max_message_bytes must hold a value of max_value_bytes and more")
+        if self.max_link_buffer_bytes < self.max_message_bytes:
+            raise ValueError("max_link_buffer_bytes must hold at least one message")
+        if self.max_buffer_bytes < self.max_link_buffer_bytes:
+            raise ValueError("max_buffer_bytes must hold at least one link's buffer")
+        if self.max_message_items < 1024:
+            raise ValueError("max_message_items must be at least 1024")
+
+    @property
+    def part_bytes(self) -> int:
+        """Size a sync or a batch is cut into (a quarter of a message, at most 1 MiB)."""
+        return min(MiB, self.max_message_bytes // 4)
+
+    @property
+    def part_items(self) -> int:
+        """Items a message carries as updates (a quarter of the limit; state vectors
+        take at most another quarter)."""
+        return self.max_message_items // 4
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMisbehaved:
+    """A link kept sending what no correct peer sends; it has been closed."""
+
+    peer: str
+    reason: str  # the last violation: malformed, bad_update, oversize, too_many_items...
+    violations: int
+
+
+# Reasons a frame or update is dropped that a correct peer never causes: they count
+# against the link's violation budget. (``unknown_kind`` is a newer peer, not a fault.)
+VIOLATIONS = frozenset(
+    {
+        "malformed",
+        "unsupported_version",
+        "oversize",
+        "over_budget",
+        "too_many_items",
+        "bad_update",
+        "malformed_state",
+        "bad_store_name",
+    }
+)
+
+_UNKNOWN_KEEP = 64  # clients a peer reports that we do not know, kept per store
 
 
 @dataclass(eq=False)
@@ -69,12 +158,14 @@ class _Link:
     opened: float
     last_recv: float
     last_sent: float
+    reassembler: wire.Reassembler
     remote_states: dict[str, sv.StateVector] = field(default_factory=dict)
     # state vectors as received, decoded only when someone looks (most never are)
     unread_states: list[tuple[str, bytes]] = field(default_factory=list)
     remote_links: set[str] | None = None
     synced_once: bool = False  # the peer's SYNC (its full state) has arrived
-    reassembler: wire.Reassembler | None = None
+    sync_seen: set[str] = field(default_factory=set)  # stores named by a multi-part SYNC
+    violations: int = 0
     # what goes out at the next flush
     hello: bool = True
     sync: bool = True
@@ -121,6 +212,7 @@ class SyncEngine:
         self.stats: Counter[str] = Counter()
         self._stores: dict[str, StoreReplica] = {}
         self._links: dict[str, _Link] = {}
+        self._events: list[PeerMisbehaved] = []
         self._now = 0.0
         self._next_sync_check = 0.0
         self._message_ids = itertools.count()
@@ -128,6 +220,9 @@ class SyncEngine:
         self._local_out: dict[str, list[bytes]] = {}  # local deltas of this tick, per store
         self.last_batch = 0  # how many local deltas the last data_to_send() carried
         self._pending_bytes = 0
+        self._split_cache: dict[int, tuple[bytes, list[bytes]]] = {}  # during one flush
+        self._buffers = Budget(self.config.max_buffer_bytes)  # partial messages, all links
+        self._held = Budget(self.config.max_held_bytes)  # out-of-order update parts
 
     # -- stores -------------------------------------------------------------------
 
@@ -143,30 +238,40 @@ class SyncEngine:
         replica = self._stores.get(name)
         if replica is None:
             name = check_key(name, "store name")
+            if len(self._stores) >= self.config.max_stores:
+                raise ValueError(f"a meeting holds at most {self.config.max_stores} stores")
             replica = self._add_store(name)
             for link in self._links.values():
                 link.states_now.add(name)
         return replica
 
     def _add_store(self, name: str) -> StoreReplica:
-        replica = StoreReplica(name, max_value_bytes=self.config.max_value_bytes)
+        replica = StoreReplica(
+            name,
+            max_value_bytes=self.config.max_value_bytes,
+            max_update_items=self.config.max_message_items,
+            held=self._held,
+        )
         self._stores[name] = replica
         if self.on_store_added is not None:
             self.on_store_added(replica)
         return replica
 
-    def _remote_store(self, name: str) -> StoreReplica | None:
+    def _remote_store(self, link: _Link, name: str) -> StoreReplica | None:
         replica = self._stores.get(name)
         if replica is None:
             try:
                 name = check_key(name, "store name")
             except (TypeError, ValueError):
-                self.stats["bad_store_name"] += 1
+                self._violation(link, "bad_store_name")
+                return None
+            if len(self._stores) >= self.config.max_stores:
+                self.stats["stores_refused"] += 1
                 return None
             replica = self._add_store(name)
             # Tell the other links too: store existence spreads like content.
-            for link in self._links.values():
-                self._ack(link, name)
+            for other in self._links.values():
+                self._ack(other, name)
         return replica
 
     def commit(self, name: str) -> None:
@@ -185,27 +290,63 @@ class SyncEngine:
     def link_up(self, peer: str, now: float) -> None:
         """A data channel to ``peer`` opened (a reconnect is just a new link)."""
         self._now = now
-        self._links.pop(peer, None)
+        self._drop(peer)
+        config = self.config
         self._links[peer] = _Link(
             peer,
             opened=now,
             last_recv=now,
             last_sent=now,
-            reassembler=wire.Reassembler(self.config.max_message_bytes),
+            reassembler=wire.Reassembler(
+                config.max_message_bytes,
+                config.max_link_buffer_bytes,
+                self._buffers,
+                config.max_frame_bytes,
+            ),
         )
         self._announce_links(except_peer=peer)
 
     def link_down(self, peer: str) -> bool:
         """The link to ``peer`` closed; returns False if there was none."""
-        if self._links.pop(peer, None) is None:
+        if not self._drop(peer):
             return False
         self._announce_links()
+        return True
+
+    def _drop(self, peer: str) -> bool:
+        link = self._links.pop(peer, None)
+        if link is None:
+            return False
+        link.reassembler.clear()  # its partial messages' memory goes back to the budget
         return True
 
     def _announce_links(self, except_peer: str | None = None) -> None:
         for link in self._links.values():
             if link.peer != except_peer:
                 link.announce_links = True
+
+    def take_events(self) -> list[PeerMisbehaved]:
+        """Events since the last call (links closed for misbehaving)."""
+        events = self._events
+        self._events = []
+        return events
+
+    def _violation(self, link: _Link, reason: str) -> None:
+        """Count a dropped input; a link past its budget of violations is closed."""
+        self.stats[reason] += 1
+        if reason not in VIOLATIONS or self._links.get(link.peer) is not link:
+            return
+        link.violations += 1
+        if link.violations > self.config.violation_budget:
+            log.warning(
+                "closing the link to %s: %d invalid inputs (last: %s)",
+                link.peer,
+                link.violations,
+                reason,
+            )
+            self.stats["links_closed_misbehaving"] += 1
+            self.link_down(link.peer)
+            self._events.append(PeerMisbehaved(link.peer, reason, link.violations))
 
     # -- input --------------------------------------------------------------------
 
@@ -223,7 +364,7 @@ class SyncEngine:
             message = wire.decode_frame(frame, self.config.max_frame_bytes)
             limit = self.config.max_message_bytes
             if message.kind == wire.CHUNK:
-                assert message.chunk is not None and link.reassembler is not None
+                assert message.chunk is not None
                 whole = link.reassembler.add(*message.chunk)
                 if whole is None:
                     return
@@ -236,95 +377,159 @@ class SyncEngine:
                     raise wire.ProtocolError("malformed", "nested envelope in a compressed message")
             self._handle(link, message)
         except wire.ProtocolError as exc:
-            self.stats[exc.reason] += 1
             log.debug("dropped frame from %s: %s", peer, exc)
+            self._violation(link, exc.reason)
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException:  # pycrdt's PanicException is a BaseException
+        except BaseException:  # a bug here must not take the peer down
             self.stats["handler_error"] += 1
             log.exception("error handling a frame from %s", peer)
 
     def _handle(self, link: _Link, message: wire.Message) -> None:
         kind = message.kind
-        if kind in wire.KINDS:  # counters never grow with what a peer invents
-            self.stats[f"in:{kind}"] += 1
+        if kind in wire.KIND_NAMES:  # counters never grow with what a peer invents
+            self.stats[f"in:{wire.KIND_NAMES[kind]}"] += 1
+        items = self._check_items(message)
         if kind == wire.HELLO or kind == wire.LINKS:
             link.remote_links = set(message.links or ())
         elif kind == wire.SYNC:
-            link.synced_once = True
-            if message.want_sync:
-                link.sync = True
-            self._learn_states(link, message.states or {})
-            states = self._settle(link)
-            for name, replica in self._stores.items():
-                local = replica.state_vector_dict()
-                if name in states and sv.covers(states[name], local):
-                    continue
-                if name in link.diffed and sv.covers(link.diffed[name], local):
-                    continue  # SYNCs crossed: everything it lacks is already on its way
-                link.diffs[name] = replica.diff(sv.encode(states.get(name, {})))
-                link.diffed[name] = dict(local)
+            self._handle_sync(link, message)
         elif kind == wire.ACK:
             self._learn_states(link, message.states or {})
             if message.want_ack:
                 link.states_now.update(self._stores)
         elif kind == wire.DIFF:
             assert message.diffs is not None
-            self._apply(link, {name: [diff] for name, diff in message.diffs.items()})
+            self._apply(link, {name: [diff] for name, diff in message.diffs.items()}, items)
             self._learn_states(link, message.states or {})
             # Always answer a diff, even a useless one: the sender is waiting on our
             # state, and a lost ack would otherwise make it resend forever.
-            link.states_now.update(message.diffs)
+            link.states_now.update(name for name in message.diffs if name in self._stores)
         elif kind == wire.UPDATE:
             assert message.updates is not None
-            self._apply(link, message.updates)
+            self._apply(link, message.updates, items)
             self._learn_states(link, message.states or {})
             if message.want_ack:
-                link.states_now.update(message.updates)
+                link.states_now.update(name for name in message.updates if name in self._stores)
         elif kind == wire.HEARTBEAT:
             pass
         else:
             self.stats["unknown_kind"] += 1
 
+    def _check_items(self, message: wire.Message) -> int:
+        """Items of the state vectors a message carries; refused past ``max_message_items``.
+
+        (Its updates are counted as they are read, against what is left.)
+        """
+        items = 0
+        for encoded in (message.states or {}).values():
+            try:
+                items += sv.count(encoded)
+            except ValueError:
+                raise wire.ProtocolError("malformed_state", "malformed state vector") from None
+        if items > self.config.max_message_items:
+            raise wire.ProtocolError("too_many_items", "state vectors too large")
+        return items
+
+    def _handle_sync(self, link: _Link, message: wire.Message) -> None:
+        """A SYNC (or one part of it): send the diffs of what the peer lacks."""
+        if message.want_sync:
+            link.sync = True
+        states_in = message.states or {}
+        self._learn_states(link, states_in)
+        named = set(states_in)
+        if message.more:  # more parts follow: stores not named yet may come in them
+            link.sync_seen |= named
+        else:
+            link.synced_once = True
+            unnamed = set(self._stores) - named - link.sync_seen
+            named |= unnamed  # not named in any part: the peer lacks them entirely
+            link.sync_seen = set()
+        states = self._settle(link)
+        for name in named:
+            replica = self._stores.get(name)
+            if replica is None:
+                continue
+            local = replica.state_vector_dict()
+            if name in states and sv.covers(states[name], local):
+                continue
+            if name in link.diffed and sv.covers(link.diffed[name], local):
+                continue  # SYNCs crossed: everything it lacks is already on its way
+            link.diffs[name] = replica.diff(sv.encode(states.get(name, {})))
+            link.diffed[name] = dict(local)
+
     def _learn_states(self, link: _Link, states: dict[str, bytes]) -> None:
         """Note the peer's reported state vectors (decoded later, by ``_settle``)."""
         for name, encoded in states.items():
-            if self._remote_store(name) is not None:
+            if self._remote_store(link, name) is not None:
                 link.unread_states.append((name, encoded))
         if len(link.unread_states) > 64:
             self._settle(link)
 
     def _settle(self, link: _Link) -> dict[str, sv.StateVector]:
-        """Decode the reports received since the last look; returns what the peer holds."""
+        """Decode the reports received since the last look; returns what the peer holds.
+
+        Only clients this peer knows are kept, and a few it does not (enough to tell
+        that the peer holds something we lack): a link's memory follows our data,
+        not the size of what it reports.
+        """
         unread = link.unread_states
         if unread:
             link.unread_states = []
             remote_states = link.remote_states
             for name, encoded in unread:
-                try:
-                    vector = sv.decode(encoded)
-                except ValueError:
-                    self.stats["malformed_state"] += 1
+                replica = self._stores.get(name)
+                if replica is None:
                     continue
+                try:
+                    vector = sv.decode(encoded, self.config.max_message_items)
+                except ValueError:
+                    self._violation(link, "malformed_state")
+                    continue
+                local = replica.state_vector_dict()
+                if len(vector) > len(local):
+                    unknown = 0
+                    kept: sv.StateVector = {}
+                    for client, clock in vector.items():
+                        if client in local:
+                            kept[client] = clock
+                        elif unknown < _UNKNOWN_KEEP:
+                            kept[client] = clock
+                            unknown += 1
+                    vector = kept
                 known = remote_states.get(name)
                 remote_states[name] = vector if known is None else sv.merge(known, vector)
         return link.remote_states
 
-    def _apply(self, source: _Link, updates: dict[str, list[bytes]]) -> None:
-        for name, deltas in updates.items():
-            replica = self._remote_store(name)
+    def _apply(self, source: _Link, incoming: dict[str, list[bytes]], used: int) -> None:
+        budget = self.config.max_message_items - used
+        for name, deltas in incoming.items():
+            replica = self._remote_store(source, name)
             if replica is None:
                 continue
             fresh: list[bytes] = []
             for delta in deltas:
                 try:
-                    if replica.apply(delta):
-                        fresh.append(delta)
-                except UpdateError as exc:
-                    self.stats["bad_update"] += 1
-                    log.warning(
-                        "dropped a bad update for store %r from %s: %s", name, source.peer, exc
+                    read = updates.read(
+                        delta, max_units=budget, max_value_bytes=self.config.max_value_bytes
                     )
+                except updates.InvalidUpdate as exc:
+                    log.debug("dropped an update for %r from %s: %s", name, source.peer, exc)
+                    self._violation(source, exc.reason)
+                    if exc.reason == "too_many_items":
+                        return  # the rest of this message is refused with it
+                    continue
+                budget -= read.units
+                try:
+                    fresh.extend(replica.apply(read))
+                except UpdateError as exc:
+                    self._violation(source, "bad_update")
+                    log.warning("dropped a bad update for %r from %s: %s", name, source.peer, exc)
+                if replica.held_dropped:
+                    self.stats["held_dropped"] += replica.held_dropped
+                    replica.held_dropped = 0
+            if self._links.get(source.peer) is not source:
+                return  # closed for misbehaving meanwhile
             # Ack even what was known already: the sender may be waiting on our state.
             self._ack(source, name)
             if not fresh:
@@ -333,6 +538,7 @@ class SyncEngine:
             for link in self._links.values():
                 if link is source:
                     continue
+                # Relay what this peer applied (never the raw input, never parts it holds).
                 if source.remote_links is None or link.peer not in source.remote_links:
                     link.updates.setdefault(name, []).extend(fresh)
                 else:
@@ -418,7 +624,7 @@ class SyncEngine:
     # -- output -------------------------------------------------------------------
 
     def data_to_send(self, now: float | None = None) -> list[tuple[str, bytes]]:
-        """Frames to send now, coalesced: at most a few messages per link."""
+        """Frames to send now, coalesced: a few bounded messages per link."""
         if now is not None:
             self._now = now
         self._pending_bytes = 0
@@ -429,12 +635,13 @@ class SyncEngine:
             local_out = self._local_out
             self._local_out = {}
             for name, deltas in local_out.items():
-                merged = _merge(deltas)
+                merged = _merge(deltas, self.config.part_bytes)
                 for link in self._links.values():
                     link.updates.setdefault(name, []).extend(merged)
         out: list[tuple[str, bytes]] = []
         # The same UPDATE usually goes to every link: encode (and compress) it once.
         shared: dict[tuple[Any, ...], list[bytes]] = {}
+        self._split_cache = {}
         for link in self._links.values():
             if not link.pending():
                 continue
@@ -447,8 +654,12 @@ class SyncEngine:
                 messages.append(wire.encode(wire.LINKS, self._link_ids(link)))
                 link.announce_links = False
             if link.sync:
-                states = {name: r.state_vector() for name, r in self._stores.items()}
-                messages.append(wire.encode(wire.SYNC, states, not link.synced_once))
+                groups = list(self._state_groups(self._stores)) or [[]]
+                for i, names in enumerate(groups):
+                    more = i + 1 < len(groups)
+                    states = self._states(names)
+                    body = [states, not link.synced_once] + ([True] if more else [])
+                    messages.append(wire.encode(wire.SYNC, *body))
                 link.sync = False
             states_for = link.states_now
             if link.diffs or link.updates or states_for:
@@ -458,28 +669,33 @@ class SyncEngine:
             if link.diffs:
                 diffs = link.diffs
                 link.diffs = {}
-                messages.append(wire.encode(wire.DIFF, diffs, self._states(diffs)))
+                for part in self._diff_messages(diffs):
+                    messages.append(wire.encode(wire.DIFF, part, self._states(part)))
                 states_for.difference_update(diffs)
+            want = self._eager or link.want_ack
             if link.updates:
-                updates = link.updates
+                batch = link.updates
                 link.updates = {}
-                states_for.update(updates)
-                want = self._eager or link.want_ack
-                key = (
-                    tuple((name, tuple(map(id, deltas))) for name, deltas in updates.items()),
-                    frozenset(states_for),
-                    want,
-                )
-                frames = shared.get(key)
-                if frames is None:
-                    message = wire.encode(wire.UPDATE, updates, self._states(states_for), want)
-                    frames = shared[key] = wire.frames(
-                        message, next(self._message_ids), self.config.max_frame_bytes
+                states_for.update(batch)
+                for group in self._update_messages(batch):
+                    attached = states_for.intersection(group)
+                    key = (
+                        tuple((name, tuple(map(id, deltas))) for name, deltas in group.items()),
+                        frozenset(attached),
+                        want,
                     )
-                ready.extend(frames)
+                    frames = shared.get(key)
+                    if frames is None:
+                        message = wire.encode(wire.UPDATE, group, self._states(attached), want)
+                        frames = shared[key] = wire.frames(
+                            message, next(self._message_ids), self.config.max_frame_bytes
+                        )
+                    ready.extend(frames)
+                    states_for.difference_update(attached)
                 link.want_ack = False
-            elif states_for:
-                messages.append(wire.encode(wire.ACK, self._states(states_for), link.want_ack))
+            if states_for:
+                for names in self._state_groups(states_for):
+                    messages.append(wire.encode(wire.ACK, self._states(names), link.want_ack))
                 link.want_ack = False
             link.states_now = set()
             if link.heartbeat and not messages and not ready:
@@ -494,11 +710,96 @@ class SyncEngine:
                 out.append((link.peer, frame))
             self.stats["frames_out"] += len(ready)
             self.stats["bytes_out"] += sum(map(len, ready))
+        self._split_cache = {}
         return out
 
     def _states(self, names: Iterable[str]) -> dict[str, bytes]:
         stores = self._stores
         return {name: stores[name].state_vector() for name in names if name in stores}
+
+    def _state_groups(self, names: Iterable[str]) -> Iterator[list[str]]:
+        """Store names in groups whose state vectors fit in one message."""
+        group: list[str] = []
+        items = 0
+        size = 0
+        for name in names:
+            replica = self._stores.get(name)
+            if replica is None:
+                continue
+            encoded = replica.state_vector()
+            count = len(replica.state_vector_dict())
+            if group and (
+                items + count > self.config.part_items
+                or size + len(encoded) + len(name) > self.config.part_bytes
+            ):
+                yield group
+                group, items, size = [], 0, 0
+            group.append(name)
+            items += count
+            size += len(encoded) + len(name)
+        if group:
+            yield group
+
+    def _parts(self, update: bytes) -> list[bytes]:
+        """``update`` as is if it fits in a message part, else cut into parts."""
+        config = self.config
+        if len(update) <= config.part_bytes and len(update) // 2 <= config.part_items:
+            return [update]
+        cached = self._split_cache.get(id(update))
+        if cached is not None and cached[0] is update:
+            return cached[1]
+        parts = self._split(update)
+        self._split_cache[id(update)] = (update, parts)
+        return parts
+
+    def _split(self, update: bytes) -> list[bytes]:
+        config = self.config
+        read = updates.read(
+            update,
+            max_units=1 << 62,
+            max_value_bytes=config.max_value_bytes,
+            check_entries=False,
+        )
+        if len(update) <= config.part_bytes and read.units <= config.part_items:
+            return [update]
+        return updates.split(read, config.part_bytes, config.part_items)
+
+    def _diff_messages(self, diffs: dict[str, bytes]) -> Iterator[dict[str, bytes]]:
+        """DIFF bodies: one update per store per message, each message within a part."""
+        pending = {name: self._parts(diff) for name, diff in diffs.items()}
+        while pending:
+            body: dict[str, bytes] = {}
+            size = 0
+            for name in list(pending):
+                parts = pending[name]
+                if body and size + len(parts[0]) > self.config.part_bytes:
+                    continue
+                body[name] = parts.pop(0)
+                size += len(body[name])
+                if not parts:
+                    del pending[name]
+            yield body
+
+    def _update_messages(self, batch: dict[str, list[bytes]]) -> Iterator[dict[str, list[bytes]]]:
+        """UPDATE bodies: the deltas of a batch, in order, within a part per message."""
+        config = self.config
+        group: dict[str, list[bytes]] = {}
+        size = 0
+        items = 0
+        for name, deltas in batch.items():
+            for delta in deltas:
+                for part in self._parts(delta):
+                    cost = len(part) // 2 + 1  # at most: every item takes two bytes or more
+                    if group and (
+                        size + len(part) > config.part_bytes or items + cost > config.part_items
+                    ):
+                        yield group
+                        group, size, items = {}, 0, 0
+                    group.setdefault(name, []).append(part)
+                    size += len(part)
+                    items += cost
+        if group:
+            yield group
 
     def _link_ids(self, link: _Link) -> list[str]:
         return [peer for peer in self._links if peer != link.peer]
@@ -546,13 +847,22 @@ class SyncEngine:
 _MERGE_CHUNK = 256  # pycrdt's merge slows down on very long lists of updates
 
 
-def _merge(deltas: list[bytes]) -> list[bytes]:
+def _merge(deltas: list[bytes], max_bytes: int) -> list[bytes]:
+    """Merge consecutive deltas into as few as possible, each at most ``max_bytes``
+    (unless one alone is bigger) and of at most ``_MERGE_CHUNK`` deltas."""
     if len(deltas) == 1:
         return deltas
-    return [
-        merge_updates(*deltas[i : i + _MERGE_CHUNK]) if len(deltas) - i > 1 else deltas[i]
-        for i in range(0, len(deltas), _MERGE_CHUNK)
-    ]
+    out: list[bytes] = []
+    run: list[bytes] = []
+    size = 0
+    for delta in deltas:
+        if run and (size + len(delta) > max_bytes or len(run) >= _MERGE_CHUNK):
+            out.append(merge_updates(*run) if len(run) > 1 else run[0])
+            run, size = [], 0
+        run.append(delta)
+        size += len(delta)
+    out.append(merge_updates(*run) if len(run) > 1 else run[0])
+    return out
 
 
 def _stuck(local_then: sv.StateVector, remote_then: sv.StateVector, remote: sv.StateVector) -> bool:

@@ -34,32 +34,35 @@ from pycrdt import Doc, Map
 from pycrdt._pycrdt import Array as _RawArray
 from pycrdt._pycrdt import ArrayEvent as _RawArrayEvent
 
-from . import _statevector
-from .values import (
-    DEFAULT_MAX_VALUE_BYTES,
-    check_key,
-    decode,
-    encode,
-    flat_and_plain,
-    is_valid,
-    normalize,
-    same_value,
+from . import _statevector, updates
+from .budget import Budget
+from .entries import (
+    APPEND,
+    DELETE,
+    LAMPORT_MAX,
+    MERGE,
+    SET,
+    WILDCARD,
+    EntryError,
+    ParsedEntry,
+    delete_payload,
+    encode_entry,
+    parse_entry,
 )
+from .values import DEFAULT_MAX_VALUE_BYTES, check_key, encode, normalize, same_value
 
-__all__ = ["MISSING", "Entry", "StoreReplica", "UpdateError"]
+__all__ = ["MISSING", "WILDCARD", "Entry", "StoreReplica", "UpdateError"]
 
 log = logging.getLogger("crdt_stores")
 
-SET: Final = 0
-MERGE: Final = 1
-APPEND: Final = 2
-DELETE: Final = 3
-
-WILDCARD: Final = "*"
-_LOCAL: Final = "crdt-stores/local"
 _EMPTY_UPDATE: Final = b"\x00\x00"
-_ENTRY_HEAD: Final = b"\x84"  # CBOR array of 4 items; the items are encoded separately
-_OP_BYTES: Final = (b"\x00", b"\x01", b"\x02", b"\x03")  # CBOR of the small ints 0-3
+_TXN_ENTRIES: Final = 64
+"""Entries appended per Yrs transaction: Yrs appends one item at a time and walks every
+item appended earlier in the same transaction (quadratic time and memory: 8,000 keys
+in one transaction took 1.5 GB). Big bulk writes are split into such transactions,
+merged into one delta per tick, and announced as one change."""
+_TXN_BYTES: Final = 256 * 1024
+_HELD_ENTRY_COST: Final = 24  # bytes charged to the budget per held delete range
 
 
 class _Missing:
@@ -101,29 +104,12 @@ def _order(entry: Entry) -> tuple[int, int]:
     return entry.order
 
 
-def _parse(blob: object, writer: int) -> Entry:
-    """Decode an entry from ``writer``'s array; anything malformed becomes an inert entry."""
-    try:
-        if not isinstance(blob, (bytes, bytearray)):
-            raise ValueError("not bytes")
-        key, op, payload, lamport = decode(blob)
-        if type(key) is not str or not key or key == WILDCARD:
-            raise ValueError("bad key")
-        if type(lamport) is not int or lamport < 0:
-            raise ValueError("bad order")
-        if op == SET:
-            ok = is_valid(payload)
-        elif op == MERGE:
-            ok = type(payload) is dict and (flat_and_plain(payload) or is_valid(payload))
-        elif op == APPEND:
-            ok = type(payload) is list and is_valid(payload)
-        elif op == DELETE:
-            ok = payload is None
-        else:
-            ok = False
-        if not ok:
-            raise ValueError("bad payload")
-    except (ValueError, TypeError):
+_INERT: Final = (None, -1, None, 0)
+
+
+def _entry(parsed: ParsedEntry | tuple[None, int, None, int], writer: int) -> Entry:
+    key, op, payload, lamport = parsed
+    if key is None:
         return Entry(None, -1, None, (0, 0))
     return Entry(key, op, payload, (lamport, writer))
 
@@ -208,9 +194,13 @@ def _tiebreak(entry: Entry) -> tuple[tuple[int, int], bytes]:
     return entry.order, cbor2.dumps([entry.key, entry.op, entry.payload])
 
 
+def _has_ties(entries: list[Entry]) -> bool:
+    return any(a.order == b.order for a, b in itertools.pairwise(entries))
+
+
 def _order_ties(entries: list[Entry]) -> None:
     """Sort entries of equal order by content, the same way on every peer."""
-    if any(a.order == b.order for a, b in itertools.pairwise(entries)):
+    if _has_ties(entries):
         entries.sort(key=_tiebreak)
 
 
@@ -241,9 +231,12 @@ class StoreReplica:
         *,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         client_id: int | None = None,
+        max_update_items: int = 1 << 20,
+        held: Budget | None = None,
     ) -> None:
         self.name = name
         self.max_value_bytes = max_value_bytes
+        self.max_update_items = max_update_items
         self.on_change: ChangeListener | None = None
         self._doc: Doc = Doc(client_id=client_id)
         # Hot paths use pycrdt's Rust objects directly: its Python wrappers cost
@@ -258,6 +251,14 @@ class StoreReplica:
         self._values: dict[str, Any] = {}  # folded value of every present key
         self._lamport = 0
         self._outbox: list[bytes] = []
+        # Parts of remote updates that wait for a writer's earlier structs (never
+        # handed to Yrs, whose own pending store is unbounded), charged to ``held``.
+        self._held = held if held is not None else Budget(64 * 1024 * 1024)
+        self._held_blocks: dict[int, list[tuple[int, int, bytes]]] = {}
+        self._held_deletes: updates.DeleteSet = {}
+        self.held_dropped = 0  # held parts refused for lack of budget (anti-entropy resends)
+        # entries of the update being applied, checked before Yrs saw them
+        self._parsed: dict[bytes, ParsedEntry] = {}
         # gathered by the observers during one transaction, used right after it
         self._local = False
         self._txn_update: bytes | None = None
@@ -299,6 +300,13 @@ class StoreReplica:
     def entry_count(self) -> int:
         """Entries still held (live ones and not yet compacted ones)."""
         return sum(len(mirror) for mirror in self._mirrors.values())
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of remote updates waiting for earlier structs of their writers."""
+        return sum(len(b[2]) for held in self._held_blocks.values() for b in held) + sum(
+            _HELD_ENTRY_COST * len(r) for r in self._held_deletes.values()
+        )
 
     def state_vector(self) -> bytes:
         """Encoded Yjs state vector of this store."""
@@ -355,10 +363,12 @@ class StoreReplica:
         if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
             raise TypeError("bulk_delete takes an iterable of keys")
         wanted = {_write_key(key): None for key in keys}
-        self._write([(key, DELETE, None, b"\xf6") for key in wanted if key in self._values])
+        gone = delete_payload()
+        self._write([(key, DELETE, None, gone) for key in wanted if key in self._values])
 
     def clear(self) -> None:
-        self._write([(key, DELETE, None, b"\xf6") for key in self._values])
+        gone = delete_payload()
+        self._write([(key, DELETE, None, gone) for key in self._values])
 
     def _op(self, key: str, op: int, payload: Any) -> tuple[str, int, Any, bytes]:
         blob = encode(payload)
@@ -370,10 +380,15 @@ class StoreReplica:
         return key, op, payload, blob
 
     def _write(self, ops: list[tuple[str, int, Any, bytes]]) -> None:
-        """One transaction: append the entries, delete what they supersede."""
+        """One write: append the entries, delete what they supersede.
+
+        Usually one transaction. A big bulk write appends in several (see
+        ``_TXN_ENTRIES``), the deletions in the last, so no peer ever sees a key
+        lose its old entries before it has the new one; all share one Lamport clock.
+        """
         if not ops:
             return
-        lamport = self._lamport + 1
+        lamport = min(self._lamport + 1, LAMPORT_MAX)
         order = (lamport, self._author)
         tail = cbor2.dumps(lamport)
         entries: list[Entry] = []
@@ -382,69 +397,106 @@ class StoreReplica:
         for key, op, payload, blob in ops:
             entry = Entry(key, op, payload, order)
             entries.append(entry)
-            blobs.append(b"".join((_ENTRY_HEAD, cbor2.dumps(key), _OP_BYTES[op], blob, tail)))
+            blobs.append(encode_entry(key, op, blob, tail))
             existing = self._by_key.get(key)
-            if existing:
+            if existing and lamport < LAMPORT_MAX:  # (at the saturated clock: no compaction)
                 if op in (SET, DELETE):
                     dead.extend(existing)  # our own reset, ordered last: all of it is dead
                 else:
                     dead.extend(_dead([*existing, entry], self._author))
-        txn = self._ydoc.create_transaction()
-        self._local = True
-        try:
-            mine = self._arrays.get(self._me)
-            if mine is None:
-                mine = self._writers.insert_array_prelim(txn, self._me)
-                self._arrays[self._me] = mine
-                self._mirrors[self._me] = []
-            mirror = self._mirrors[self._me]
-            base = len(mirror)
-            # Append first: the deletions below then keep their indices.
-            for offset, blob in enumerate(blobs):
-                mine.insert(txn, base + offset, blob)
-            doomed = self._delete(txn, dead)
-        finally:
-            self._commit(txn)
+        start = 0
+        while start < len(blobs):
+            stop = start
+            size = 0
+            while stop < len(blobs) and stop - start < _TXN_ENTRIES and size < _TXN_BYTES:
+                size += len(blobs[stop])
+                stop += 1
+            last = stop == len(blobs)
+            mirror = self._mirrors.get(self._me)
+            base = len(mirror) if mirror is not None else 0
+            chunk = blobs[start:stop]
+
+            def append(txn: Any, chunk: list[bytes] = chunk, base: int = base) -> None:
+                mine = self._arrays.get(self._me)
+                if mine is None:  # this replica's first write: its array comes first
+                    mine = self._arrays[self._me] = self._writers.insert_array_prelim(txn, self._me)
+                    self._mirrors[self._me] = []
+                for offset, blob in enumerate(chunk):
+                    mine.insert(txn, base + offset, blob)
+
+            # Appends first: the deletions (in the last transaction) keep their indices.
+            doomed = self._transaction(append, dead if last else None)
+            for offset, entry in enumerate(entries[start:stop]):
+                entry.writer = self._me
+                entry.pos = base + offset
+            self._mirrors[self._me].extend(entries[start:stop])
+            if last:
+                self._forget(doomed, dead)
+            start = stop
         self._lamport = lamport
         # This replica knows what it changed: no need to decode its own observer events.
-        self._forget(doomed, dead)
-        for offset, entry in enumerate(entries):
-            entry.writer = self._me
-            entry.pos = base + offset - len(doomed.get(self._me, ()))
-        mirror.extend(entries)
         by_key = self._by_key
         values = self._values
         changes: dict[str, Any] = {}
         for entry in entries:
             written = entry.key
             assert written is not None
-            by_key.setdefault(written, []).append(entry)  # the newest order: always last
-            # Dead entries never changed the fold, so the old value is the base.
-            value = _apply_op(values.get(written, MISSING), entry)
+            keyed = by_key.setdefault(written, [])
+            if keyed and keyed[-1].order >= entry.order:
+                # Only at the saturated clock: equal orders, ordered by content.
+                keyed.append(entry)
+                _order_ties(keyed)
+                value = _fold(keyed)
+            else:
+                keyed.append(entry)  # the newest order: last
+                # Dead entries never changed the fold, so the old value is the base.
+                value = _apply_op(values.get(written, MISSING), entry)
             if value is MISSING:
                 values.pop(written, None)
             else:
                 values[written] = value
             changes[written] = value
         self._local_done(changes)
+        if self._held_blocks or self._held_deletes:
+            self._release_held()  # parts that waited for these clocks of ours
+
+    def _transaction(
+        self, body: Callable[[Any], None], dead: list[Entry] | None = None
+    ) -> dict[str, list[int]]:
+        """Run ``body`` (and delete ``dead``) in one local transaction; its delta goes out."""
+        txn = self._ydoc.create_transaction()
+        self._local = True
+        try:
+            body(txn)
+            doomed = self._delete(txn, dead) if dead else {}
+        finally:
+            self._commit(txn)
+        update = self._txn_update
+        self._txn_update = None
+        if update is not None:
+            self._outbox.append(update)
+        return doomed
 
     def _delete(self, txn: Any, entries: list[Entry]) -> dict[str, list[int]]:
         """Delete entries from their writers' arrays; returns the indices, per writer."""
-        if not entries:
-            return {}
         if len(entries) == 1:  # the usual overwrite
             entry = entries[0]
             index = self._index_of(entry)
             self._arrays[entry.writer].remove_range(txn, index, 1)
             return {entry.writer: [index]}
-        by_writer: dict[str, set[int]] = {}
+        by_writer: dict[str, list[Entry]] = {}
         for entry in entries:
-            by_writer.setdefault(entry.writer, set()).add(self._index_of(entry))
+            by_writer.setdefault(entry.writer, []).append(entry)
         doomed: dict[str, list[int]] = {}
-        for writer, indices in by_writer.items():
+        for writer, doomed_entries in by_writer.items():
             array = self._arrays[writer]
-            ordered = doomed[writer] = sorted(indices)
-            for start, length in _runs(ordered):
+            if len(doomed_entries) > 32:  # one pass over the mirror beats many searches
+                wanted = {id(e) for e in doomed_entries}
+                indices = [i for i, e in enumerate(self._mirrors[writer]) if id(e) in wanted]
+            else:
+                indices = sorted({self._index_of(e) for e in doomed_entries})
+            doomed[writer] = indices
+            for start, length in _runs(indices):
                 array.remove_range(txn, start, length)
         return doomed
 
@@ -452,21 +504,20 @@ class StoreReplica:
         """Drop deleted entries from the mirrors and key lists (after a local delete)."""
         for writer, indices in doomed.items():
             mirror = self._mirrors[writer]
-            for index in reversed(indices):
-                del mirror[index]
+            for start, length in _runs(indices):  # last run first: indices stay valid
+                del mirror[start : start + length]
         by_key = self._by_key
-        for entry in dead:
-            assert entry.key is not None
-            entries = by_key[entry.key]
-            entries.remove(entry)
+        for key, gone in _group_by_key(dead).items():
+            entries = by_key[key]
+            if len(gone) == 1:
+                entries.remove(gone[0])
+            else:
+                ids = {id(e) for e in gone}
+                entries[:] = [e for e in entries if id(e) not in ids]
             if not entries:
-                del by_key[entry.key]
+                del by_key[key]
 
     def _local_done(self, changes: dict[str, Any]) -> None:
-        update = self._txn_update
-        self._txn_update = None
-        if update is not None:
-            self._outbox.append(update)
         if changes and self.on_change is not None:
             self.on_change(changes, True)
 
@@ -490,30 +541,168 @@ class StoreReplica:
 
     # -- remote updates ----------------------------------------------------------
 
-    def apply(self, update: bytes | bytearray) -> bool:
-        """Apply a remote Yjs update; returns whether it changed anything here.
-
-        Raises ``UpdateError`` (nothing applied) when the update is malformed.
-        Superseded entries this replica is responsible for are compacted in a
-        follow-up local transaction, whose delta lands in the outbox.
-        """
-        if not isinstance(update, (bytes, bytearray)):
+    def read(self, update: bytes) -> updates.Update:
+        """Read and check a remote update (``UpdateError`` if it is not one this layout allows)."""
+        if type(update) is not bytes:
             raise UpdateError("update must be bytes")
-        txn = self._ydoc.create_transaction()
         try:
-            self._ydoc.apply_update(txn, bytes(update))
+            return updates.read(
+                update, max_units=self.max_update_items, max_value_bytes=self.max_value_bytes
+            )
+        except updates.InvalidUpdate as exc:
+            raise UpdateError(f"bad Yjs update: {exc}") from None
+
+    def apply(self, update: bytes | updates.Update) -> list[bytes]:
+        """Apply a remote update; returns what was applied (for relaying), empty if nothing new.
+
+        The update is read and checked first (``UpdateError``, nothing applied, if it
+        is malformed or holds what the layout never contains). Structs that need a
+        writer's earlier structs, and deletions of items not here yet, wait in this
+        replica (within the ``held`` budget) until those arrive. Superseded entries
+        this replica is responsible for are compacted in a follow-up local
+        transaction, whose delta lands in the outbox.
+        """
+        if not isinstance(update, updates.Update):
+            update = self.read(update)
+        applied: list[bytes] = []
+        queue = [update]
+        while queue:
+            ready = self._admit(queue.pop(0))
+            if ready is not None and self._apply_checked(*ready):
+                applied.append(ready[0])
+            if not queue and (self._held_blocks or self._held_deletes):
+                queue.extend(self._take_released())
+        return applied
+
+    def _admit(self, update: updates.Update) -> tuple[bytes, dict[bytes, ParsedEntry]] | None:
+        """What of ``update`` can be applied now; the rest is held (or dropped if over budget)."""
+        have = self.state_vector_dict()
+        known = dict(have)
+        ready: list[updates.Block] = []
+        whole = not update.clipped
+        for block in update.blocks:
+            at = have.get(block.client, 0)
+            if block.end <= at:
+                whole = False  # nothing new in it
+            elif block.clock <= at:
+                known[block.client] = block.end
+                ready.append(block)
+            else:
+                whole = False
+                self._hold_block(block.client, block.clock, block.end, update.block_bytes(block))
+        deletes: updates.DeleteSet = {}
+        for client, ranges in update.deletes.items():
+            upto = known.get(client, 0)
+            for clock, length in ranges:
+                end = clock + length
+                if clock < upto:
+                    deletes.setdefault(client, []).append((clock, min(end, upto) - clock))
+                if end > upto:
+                    whole = False
+                    self._hold_delete(client, max(clock, upto), end)
+        if whole:
+            return update.data, update.entries
+        if not ready and not deletes:
+            return None
+        return updates.encode(map(update.block_bytes, ready), deletes), update.entries
+
+    def _hold_block(self, client: int, clock: int, end: int, block: bytes) -> None:
+        data = updates.encode([block], {})
+        if self._held.take(len(data)):
+            self._held_blocks.setdefault(client, []).append((clock, end, data))
+        else:
+            self.held_dropped += 1
+
+    def _hold_delete(self, client: int, clock: int, end: int) -> None:
+        if self._held.take(_HELD_ENTRY_COST):
+            self._held_deletes.setdefault(client, []).append((clock, end - clock))
+        else:
+            self.held_dropped += 1
+
+    def _take_released(self) -> list[updates.Update]:
+        """Held parts whose writer's earlier structs are here now, in clock order."""
+        have = self.state_vector_dict()
+        out: list[updates.Update] = []
+        for client in list(self._held_blocks):
+            at = have.get(client, 0)
+            waiting = self._held_blocks[client]
+            keep = []
+            for held in sorted(waiting):
+                clock, end, data = held
+                if clock <= at < end:
+                    out.append(self.read(data))
+                    at = end
+                if clock <= at:  # released, or made obsolete by what arrived
+                    self._held.give(len(data))
+                else:
+                    keep.append(held)
+            if keep:
+                self._held_blocks[client] = keep
+            else:
+                del self._held_blocks[client]
+        if out:
+            return out[:1]  # one at a time: each changes what the next needs
+        deletes: updates.DeleteSet = {}
+        for client in list(self._held_deletes):
+            at = have.get(client, 0)
+            keep_ranges = []
+            for clock, length in self._held_deletes[client]:
+                if clock < at:
+                    deletes.setdefault(client, []).append((clock, min(clock + length, at) - clock))
+                    if clock + length > at:
+                        keep_ranges.append((at, clock + length - at))
+                    else:
+                        self._held.give(_HELD_ENTRY_COST)
+                else:
+                    keep_ranges.append((clock, length))
+            if keep_ranges:
+                self._held_deletes[client] = keep_ranges
+            else:
+                del self._held_deletes[client]
+        if deletes:
+            data = updates.encode([], deletes)
+            out.append(updates.Update(data, [], deletes, sum(map(len, deletes.values()))))
+        return out
+
+    def _release_held(self) -> None:
+        """After a local write: apply held parts it made integrable."""
+        for update in self._take_released():
+            self.apply(update)
+
+    def _apply_checked(self, update: bytes, entries: dict[bytes, ParsedEntry]) -> bool:
+        """Hand a checked update to Yrs; returns whether it changed anything here.
+
+        If Yrs fails part way (it should not, given the checks), the transaction it
+        started still commits: the replica is then rebuilt from its document, so its
+        mirrors and values never disagree with it.
+        """
+        self._parsed = entries
+        txn = self._ydoc.create_transaction()
+        failure: BaseException | None = None
+        try:
+            self._ydoc.apply_update(txn, update)
         except (KeyboardInterrupt, SystemExit):
-            self._commit(txn)
             raise
         except BaseException as exc:  # pyo3 PanicException derives from BaseException
+            failure = exc
+        try:
             self._commit(txn)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            failure = failure or exc
+        if failure is not None:
+            self._parsed = {}
             self._reset_transaction_state()
-            raise UpdateError(f"bad Yjs update: {type(exc).__name__}: {exc}") from None
-        self._commit(txn)
+            changes = self._rebuild()
+            if changes and self.on_change is not None:
+                self.on_change(changes, False)
+            raise UpdateError(f"bad Yjs update: {type(failure).__name__}: {failure}")
         changed = bool(
             self._txn_inserted or self._txn_removed or self._txn_new_arrays or self._txn_rebuild
         )
         keys = self._after_transaction()
+        self._parsed = {}
         self._compact(keys)
         return changed
 
@@ -529,14 +718,8 @@ class StoreReplica:
                 dead.extend(_dead(entries, self._author))
         if not dead:
             return
-        txn = self._ydoc.create_transaction()
-        self._local = True
-        try:
-            doomed = self._delete(txn, dead)
-        finally:
-            self._commit(txn)
+        doomed = self._transaction(lambda txn: None, dead)
         self._forget(doomed, dead)  # dead entries: no value changes
-        self._local_done({})
 
     # -- observers (they run inside the transaction's commit) ----------------------
 
@@ -567,14 +750,27 @@ class StoreReplica:
                         change.get("action") == "add"
                         and type(array) is _RawArray
                         and writer not in self._mirrors
+                        and _writer_id(writer) is not None
                     ):
-                        if _writer_id(writer) is not None:  # other keys are not ours: inert
-                            self._txn_new_arrays[writer] = array
+                        self._txn_new_arrays[writer] = array
                     else:
-                        # A writer's array replaced or deleted: never done by this
-                        # library, so a peer is misbehaving. Follow the document as
-                        # it is now, reading it afresh (no stale array handles).
+                        # Checked updates cannot replace or delete an array; follow the
+                        # document as it is, reading it afresh, if it happens anyway.
                         self._txn_rebuild = True
+
+    def _parse(self, blob: object, author: int) -> Entry:
+        """The entry ``blob`` in ``author``'s array: checked before Yrs saw it, or now."""
+        if type(blob) is bytearray:  # how pycrdt returns an item read from an array
+            blob = bytes(blob)
+        if type(blob) is bytes:
+            parsed = self._parsed.get(blob)
+            if parsed is not None:
+                return _entry(parsed, author)
+            try:
+                return _entry(parse_entry(blob, self.max_value_bytes), author)
+            except EntryError:
+                pass
+        return _entry(_INERT, author)  # never from a checked update; kept out of every fold
 
     def _on_array(self, writer: str, delta: list[dict[str, Any]]) -> None:
         mirror = self._mirrors.get(writer)
@@ -592,7 +788,7 @@ class StoreReplica:
             else:
                 author = _writer_id(writer)
                 assert author is not None  # only arrays with a client id key have mirrors
-                new = [_parse(blob, author) for blob in part["insert"]]
+                new = [self._parse(blob, author) for blob in part["insert"]]
                 for offset, entry in enumerate(new):
                     entry.writer = writer
                     entry.pos = index + offset
@@ -603,7 +799,7 @@ class StoreReplica:
     def _read_array(self, txn: Any, writer: str, array: Any) -> list[Entry]:
         author = _writer_id(writer)
         assert author is not None
-        entries = [_parse(array.get(txn, i), author) for i in range(array.len(txn))]
+        entries = [self._parse(array.get(txn, i), author) for i in range(array.len(txn))]
         for index, entry in enumerate(entries):
             entry.writer = writer
             entry.pos = index
@@ -707,6 +903,8 @@ class StoreReplica:
             at_tail = True
             if new:
                 new.sort(key=_order)  # type: ignore[attr-defined]
+                if len(new) > 1 and _has_ties(new):  # type: ignore[arg-type]
+                    new.sort(key=_tiebreak)  # type: ignore[attr-defined]
                 if not entries or entries[-1].order < new[0].order:
                     entries.extend(new)
                 else:
@@ -719,8 +917,11 @@ class StoreReplica:
             if gone:
                 dead = {id(e) for e in _dead(entries)}
                 harmless = all(id(e) in dead for e in gone)
-                for entry in gone:
-                    entries.remove(entry)
+                if len(gone) == 1:
+                    entries.remove(gone[0])
+                else:
+                    ids = {id(e) for e in gone}
+                    entries = [e for e in entries if id(e) not in ids]
             if entries:
                 by_key[key] = entries
             else:
@@ -748,6 +949,14 @@ class StoreReplica:
             if effective:
                 changes[key] = value
         return changes
+
+
+def _group_by_key(entries: list[Entry]) -> dict[str, list[Entry]]:
+    grouped: dict[str, list[Entry]] = {}
+    for entry in entries:
+        assert entry.key is not None
+        grouped.setdefault(entry.key, []).append(entry)
+    return grouped
 
 
 def _write_key(key: object) -> str:

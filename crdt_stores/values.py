@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeAlias
 
 import cbor2
@@ -220,13 +221,55 @@ def encode(value: object) -> bytes:
     return cbor2.dumps(value)
 
 
+class _NoTags(Mapping[int, Any]):
+    """cbor2's table of tag decoders, refusing every tag.
+
+    This library never writes a CBOR tag. cbor2 would otherwise build dates,
+    regular expressions, bignums and shared references (cyclic or exponentially
+    repeated structures from a few bytes) out of what a peer sends.
+    """
+
+    def __getitem__(self, tag: int) -> Any:
+        def refuse(*_: Any) -> Any:
+            raise ValueError(f"CBOR tag {tag} is not allowed")
+
+        return refuse
+
+    def get(self, tag: int, default: Any = None) -> Any:
+        return self[tag]
+
+    def __contains__(self, tag: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_NO_TAGS = _NoTags()
+
+
+def _refuse_tag(_decoder: Any, tag: Any) -> Any:
+    raise ValueError(f"CBOR tag {tag.tag} is not allowed")
+
+
 def decode(data: bytes | bytearray) -> Any:
     """Decode CBOR from a peer; raises ``ValueError`` on anything malformed.
 
-    The result is *not* validated as a store value: callers validate the parts they use.
+    Strict: no tags, no indefinite lengths, bounded depth (none of which this
+    library writes). The result is *not* validated as a store value: callers
+    validate the parts they use.
     """
     try:
-        return cbor2.loads(data, max_depth=_DECODE_MAX_DEPTH)
+        return cbor2.loads(
+            data,
+            max_depth=_DECODE_MAX_DEPTH,
+            semantic_decoders=_NO_TAGS,
+            tag_hook=_refuse_tag,
+            allow_indefinite=False,
+        )
     except (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError) as exc:
         raise ValueError(f"malformed CBOR: {exc}") from None
 

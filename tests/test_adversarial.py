@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 import cbor2
-from pycrdt import Array, Doc, Map
+import pytest
+from pycrdt import Array, Doc, Map, merge_updates
 
 from crdt_stores import wire
 from crdt_stores.protocol import SyncEngine
-from crdt_stores.replica import StoreReplica
+from crdt_stores.replica import StoreReplica, UpdateError
 
 
 def deliver(source: StoreReplica, *targets: StoreReplica) -> list[bytes]:
@@ -59,66 +60,83 @@ def test_no_peer_sees_a_value_that_never_existed() -> None:
 
 
 def _evil_updates(honest: StoreReplica) -> list[bytes]:
-    evil = Doc(client_id=99)
-    evil.apply_update(honest.diff())
-    writers = evil.get("writers", type=Map)
-    updates = []
+    """Updates that tamper with the layout or another writer's array, made with pycrdt."""
+    made = []
     for change in (
-        lambda: writers.__setitem__("5", "not an array"),
-        lambda: writers.__setitem__("1", Array([cbor2.dumps(["k", 0, "evil", 9])])),
-        lambda: writers.__delitem__("1"),
+        lambda writers: writers.__setitem__("5", "not an array"),
+        lambda writers: writers.__setitem__("1", Array([cbor2.dumps(["k", 0, "evil", 9])])),
+        lambda writers: writers["1"].append(cbor2.dumps(["k", 0, "appended by 99", 9])),
+        lambda writers: writers.__setitem__("77", Array([cbor2.dumps(["k", 0, "as 77", 9])])),
+        lambda writers: writers.__setitem__("99", Map({"nested": Array([1])})),
+        lambda writers: writers.__setitem__("99", Array([Array([cbor2.dumps(["k", 0, 1, 9])])])),
     ):
+        evil = Doc(client_id=99)
+        evil.apply_update(honest.diff())
         state = evil.get_state()
-        change()
-        updates.append(evil.get_update(state))
-    return updates
+        change(evil.get("writers", type=Map))
+        made.append(evil.get_update(state))
+    return made
 
 
-def test_replaced_and_deleted_writer_arrays_in_any_order_converge() -> None:
+def test_tampering_with_another_writers_array_is_refused_by_every_peer() -> None:
     honest = StoreReplica("s", client_id=1)
     honest.set("k", 1)
     honest.take_outbox()
-    u0, u1, u2 = _evil_updates(honest)
     p, q = StoreReplica("s", client_id=2), StoreReplica("s", client_id=3)
     for replica in (p, q):
         replica.apply(honest.diff())
-    for update in (u0, u1, u2):
-        p.apply(update)
-    for update in (u1, u2, u0):  # the deletion arrives before what it depends on
-        q.apply(update)
-    assert p.state_vector_dict() == q.state_vector_dict()
-    assert dict(p.items()) == dict(q.items())
-    # both keep working: writes after the tampering replicate and fold the same
-    q.update("k", {"q": 1})
-    p.set("other", 2)
-    for delta in q.take_outbox():
+    for update in _evil_updates(honest):
+        for replica in (p, q):
+            with pytest.raises(UpdateError):
+                replica.apply(update)
+    assert dict(p.items()) == dict(q.items()) == {"k": 1}
+    assert p.state_vector_dict() == q.state_vector_dict() == honest.state_vector_dict()
+
+
+def test_deleting_a_writers_array_deletes_nothing_but_its_entries() -> None:
+    """Clock 0 (the array) is clipped out of delete ranges; the entries' deletion stands."""
+    honest = StoreReplica("s", client_id=1)
+    honest.bulk_set({"a": 1, "b": 2})
+    evil = Doc(client_id=99)
+    evil.apply_update(honest.diff())
+    state = evil.get_state()
+    del evil.get("writers", type=Map)["1"]  # deletes the array and, with it, every entry
+    erase = evil.get_update(state)
+    p = StoreReplica("s", client_id=2)
+    p.apply(honest.diff())
+    p.apply(erase)
+    assert dict(p.items()) == {}  # a member may delete what others wrote...
+    honest.set("c", 3)  # ...but the writer's array stays, so its next writes replicate
+    for delta in honest.take_outbox():
         p.apply(delta)
-    for delta in p.take_outbox():
-        q.apply(delta)
-    late = StoreReplica("s", client_id=4)
-    late.apply(q.diff())
-    assert dict(p.items()) == dict(q.items()) == dict(late.items())
-    assert q.get("k") == {"q": 1}
+    assert dict(p.items()) == {"c": 3}
+
+
+def _own_array_update(client: int, *blobs: bytes, base: Doc | None = None) -> tuple[Doc, bytes]:
+    """An update from writer ``client`` appending ``blobs`` to its own array (valid layout)."""
+    doc = base or Doc(client_id=client)
+    writers = doc.get("writers", type=Map)
+    state = doc.get_state()
+    if str(client) not in writers:
+        writers[str(client)] = Array(list(blobs))
+    else:
+        writers[str(client)].extend(list(blobs))
+    return doc, doc.get_update(state)
 
 
 def test_forged_equal_orders_fold_the_same_everywhere() -> None:
-    """Entries sharing (lamport, writer) are ordered by content, not by arrival."""
-    evil = Doc(client_id=99)
-    writers = evil.get("writers", type=Map)
-    s0 = evil.get_state()
-    writers["7"] = Array([cbor2.dumps(["k", 0, "first", 1])])
-    u1 = evil.get_update(s0)
-    s1 = evil.get_state()
-    writers["7"].append(cbor2.dumps(["k", 0, "second", 1]))
-    writers["0007"] = Array([cbor2.dumps(["k", 0, "not a writer key", 5])])
-    u2 = evil.get_update(s1)
-    p, q = StoreReplica("s", client_id=1), StoreReplica("s", client_id=2)
-    p.apply(u1)
-    p.apply(u2)
-    q.apply(u2)  # pending until u1 arrives
-    q.apply(u1)
-    assert p.get("k") == q.get("k")
-    assert p.get("k") in ("first", "second")
+    """Entries sharing (lamport, writer) are ordered by content, not by arrival or batching."""
+    doc, u1 = _own_array_update(7, cbor2.dumps(["k", 0, "LOCKED", 1]))
+    _, u2 = _own_array_update(7, cbor2.dumps(["k", 0, "OPENED", 1]), base=doc)
+    both = merge_updates(u1, u2)
+    one, two, reordered = (StoreReplica("s", client_id=i) for i in (1, 2, 3))
+    one.apply(both)  # alice: one update
+    two.apply(u1)  # bob: two updates
+    two.apply(u2)
+    reordered.apply(u2)  # held until u1 arrives
+    reordered.apply(u1)
+    assert one.get("k") == two.get("k") == reordered.get("k")
+    assert one.get("k") in ("LOCKED", "OPENED")
 
 
 def test_unknown_kinds_do_not_grow_the_counters() -> None:

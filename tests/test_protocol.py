@@ -179,10 +179,12 @@ async def test_bad_yjs_update_is_dropped_not_applied_in_part(pair) -> None:
 
 async def test_oversize_chunked_message_is_dropped(net) -> None:
     alice = await net.join("room", peer_id="alice")
-    small = await net.join("room", peer_id="small", max_message_bytes=100_000)
+    small = await net.join(
+        "room", peer_id="small", max_message_bytes=200_000, max_value_bytes=100_000
+    )
     store = alice.stores.create("s")
     await converge(alice, small)
-    chunks = wire.frames(wire.encode(wire.UPDATE, {"s": [b"\x00" * 200_000]}, {}), 77)
+    chunks = wire.frames(wire.encode(wire.UPDATE, {"s": [os.urandom(300_000)]}, {}), 77)
     for chunk in chunks:
         small.frame("alice", chunk)
     assert small._engine.stats["oversize"] == 1
@@ -191,38 +193,49 @@ async def test_oversize_chunked_message_is_dropped(net) -> None:
     assert small.stores["s"].get("after") == 1
 
 
-async def test_garbage_entries_from_a_peer_are_inert(pair) -> None:
-    """A valid Yjs update carrying entries that are not ours is applied but ignored."""
+BAD_ENTRIES = [
+    "not bytes",
+    42,
+    b"\xff\xff",
+    cbor2.dumps(["k", 0, b"bytes-value", 5]),
+    cbor2.dumps(["k", 0, {1: 2}, 5]),
+    cbor2.dumps(["*", 0, 1, 5]),
+    cbor2.dumps(["", 0, 1, 5]),
+    cbor2.dumps(["x" * 1025, 0, 1, 5]),
+    cbor2.dumps(["k", 9, 1, 5]),
+    cbor2.dumps(["k", 0, 2**70, 5]),
+    cbor2.dumps(["k", 1, [1], 5]),
+    cbor2.dumps(["k", 2, {"not": "a list"}, 5]),
+    cbor2.dumps(["k", 3, "delete has no payload", 5]),
+    cbor2.dumps(["k", 0, 1, -5]),
+    cbor2.dumps(["k", 0, 1, 2**64]),
+    cbor2.dumps(["k", 0, 1, 5, "extra"]),
+    cbor2.dumps(["k", 0, "x" * (1 << 20), 5]),  # over the 1 MiB value limit
+    b"\x84\x61k\x00\xc1\x00\x05",  # a CBOR tag (a date) as the value
+]
+
+
+@pytest.mark.parametrize("bad", BAD_ENTRIES, ids=range(len(BAD_ENTRIES)))
+async def test_entries_a_write_cannot_make_are_refused_with_their_update(pair, bad) -> None:
+    """An update carrying one entry no local write could make is refused whole."""
     alice, bob = pair
-    rogue = Doc()
-    writers = rogue.get("writers", type=Map)
-    lamport = 10**6  # ordered after everything else: only inertness keeps them out
-    writers["4242"] = Array(
-        [
-            "not bytes",
-            42,
-            b"\xff\xff",
-            cbor2.dumps(["k", 0, b"bytes-value", lamport]),
-            cbor2.dumps(["k", 0, {1: 2}, lamport]),
-            cbor2.dumps(["*", 0, 1, lamport]),
-            cbor2.dumps(["", 0, 1, lamport]),
-            cbor2.dumps(["k", 9, 1, lamport]),
-            cbor2.dumps(["k", 0, 2**70, lamport]),
-            cbor2.dumps(["k", 1, [1], lamport]),
-            cbor2.dumps(["k", 2, {"not": "a list"}, lamport]),
-            cbor2.dumps(["k", 3, "delete has no payload", lamport]),
-            cbor2.dumps(["k", 0, 1, -5]),
-            cbor2.dumps(["k", 0, 1, lamport, "extra"]),
-            cbor2.dumps(["valid", 0, {"from": "rogue"}, lamport]),
-        ]
-    )
-    writers["not-a-number"] = Array([cbor2.dumps(["odd", 0, 1, 1])])  # not a writer key
-    writers["0042"] = Array([cbor2.dumps(["padded", 0, 1, 1])])  # nor is this
-    rogue.get("unrelated", type=Map)["x"] = 1
-    bob.frame("alice", wire.encode(wire.UPDATE, {"s": [rogue.get_update()]}, {}))
-    # the well-formed entry lands, so the path is exercised; every other one is inert
-    assert bob.stores["s"].get_all() == {"k": [1], "valid": {"from": "rogue"}}
+    rogue = Doc(client_id=4242)
+    rogue.get("writers", type=Map)["4242"] = Array([cbor2.dumps(["valid", 0, 1, 5]), bad])
+    before = bob._engine.stats["bad_update"]
+    for frame in wire.frames(wire.encode(wire.UPDATE, {"s": [rogue.get_update()]}, {}), 9):
+        bob.frame("alice", frame)
+    assert bob._engine.stats["bad_update"] == before + 1
+    assert bob.stores["s"].get_all() == {"k": [1]}
+    assert 4242 not in bob._engine.store("s").state_vector_dict()
     await still_works(alice, bob)
+
+
+async def test_a_valid_update_from_a_peer_lands(pair) -> None:
+    alice, bob = pair
+    rogue = Doc(client_id=4242)
+    rogue.get("writers", type=Map)["4242"] = Array([cbor2.dumps(["valid", 0, {"a": 1}, 5])])
+    bob.frame("alice", wire.encode(wire.UPDATE, {"s": [rogue.get_update()]}, {}))
+    assert bob.stores["s"].get_all() == {"k": [1], "valid": {"a": 1}}
     await converge(alice, bob)
     assert alice.stores["s"].get_all() == bob.stores["s"].get_all()
 

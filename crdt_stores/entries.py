@@ -1,0 +1,105 @@
+"""Store entries: the CBOR records ``[key, op, payload, lamport]`` that writers append.
+
+One entry is one write of one key. Local writes build them with ``encode_entry``;
+entries from peers are checked by ``parse_entry`` before pycrdt ever sees them,
+with the same limits a local write has, so every peer accepts or refuses an entry
+alike (given the same ``max_value_bytes``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import cbor2
+
+from .values import MAX_KEY_BYTES, decode, flat_and_plain, is_valid
+
+__all__ = [
+    "APPEND",
+    "DELETE",
+    "LAMPORT_MAX",
+    "MERGE",
+    "SET",
+    "WILDCARD",
+    "EntryError",
+    "ParsedEntry",
+    "encode_entry",
+    "entry_limit",
+    "parse_entry",
+]
+
+SET: Final = 0
+MERGE: Final = 1
+APPEND: Final = 2
+DELETE: Final = 3
+
+WILDCARD: Final = "*"
+
+LAMPORT_MAX: Final = 2**64 - 1
+"""Lamport clocks are unsigned 64-bit; a writer's clock saturates here."""
+
+ParsedEntry = tuple[str, int, Any, int]
+"""``(key, op, payload, lamport)`` of a valid entry."""
+
+_HEAD: Final = b"\x84"  # CBOR array of 4 items; the items are encoded separately
+_OP_BYTES: Final = (b"\x00", b"\x01", b"\x02", b"\x03")  # CBOR of the small ints 0-3
+_DELETE_PAYLOAD: Final = b"\xf6"  # CBOR null
+
+
+class EntryError(ValueError):
+    """An entry from a peer that a local write could not have made."""
+
+
+def entry_limit(max_value_bytes: int) -> int:
+    """Largest encoded entry a peer may send: a value at the limit, the longest key, a clock."""
+    return max_value_bytes + MAX_KEY_BYTES + 16
+
+
+def encode_entry(key: str, op: int, payload_cbor: bytes, lamport_cbor: bytes) -> bytes:
+    """An entry from already encoded parts (the payload is encoded once, for the size check)."""
+    return b"".join((_HEAD, cbor2.dumps(key), _OP_BYTES[op], payload_cbor, lamport_cbor))
+
+
+def delete_payload() -> bytes:
+    return _DELETE_PAYLOAD
+
+
+def _head_len(n: int) -> int:
+    """Bytes of a CBOR head carrying ``n`` (the whole of a small int, or a string's length)."""
+    return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 2**32 else 9
+
+
+def parse_entry(blob: bytes, max_value_bytes: int) -> ParsedEntry:
+    """Decode and check one entry; raises ``EntryError`` for anything a write cannot produce."""
+    if len(blob) > entry_limit(max_value_bytes):
+        raise EntryError(f"entry of {len(blob)} bytes is over the value limit")
+    try:
+        item = decode(blob)
+    except ValueError as exc:
+        raise EntryError(str(exc)) from None
+    if type(item) is not list or len(item) != 4:
+        raise EntryError("an entry is [key, op, payload, lamport]")
+    key, op, payload, lamport = item
+    if type(key) is not str or not key or key == WILDCARD:
+        raise EntryError("bad key")
+    if type(lamport) is not int or not 0 <= lamport <= LAMPORT_MAX:
+        raise EntryError("lamport clock out of the unsigned 64-bit range")
+    key_bytes = len(key.encode())
+    if key_bytes > MAX_KEY_BYTES:
+        raise EntryError(f"key longer than {MAX_KEY_BYTES} bytes")
+    payload_bytes = len(blob) - 2 - _head_len(key_bytes) - key_bytes - _head_len(lamport)
+    if payload_bytes > max_value_bytes:
+        raise EntryError(f"value of {payload_bytes} bytes is over the limit of {max_value_bytes}")
+    if op == SET:
+        ok = is_valid(payload)
+    elif op == MERGE:
+        ok = type(payload) is dict and (flat_and_plain(payload) or is_valid(payload))
+    elif op == APPEND:
+        ok = type(payload) is list and is_valid(payload)
+    elif op == DELETE:
+        ok = payload is None
+    else:
+        ok = False
+    if not ok:
+        raise EntryError("payload is not a store value for this operation")
+    return key, op, payload, lamport

@@ -1,0 +1,493 @@
+"""Yjs updates read in Python, so that pycrdt only ever sees what the store layout can hold.
+
+Yrs (pycrdt's core) trusts its input: a lib0 ``Any`` nested 13,000 deep makes its
+decoder recurse until the process dies, clocks past 2**32 overflow, and a struct
+pointing at an item that never comes is kept pending forever. Every update from a
+peer is therefore read here first, by a bounded, iterative decoder of the Yjs v1
+update format, and accepted only if it describes the layout of a store:
+
+* Writer ``C``'s first struct, ``(C, 0)``, is its array: a ``YArray`` in the root map
+  ``writers`` under the key ``str(C)``. Every later struct of ``C`` is an entry
+  appended to that array (a byte string holding a CBOR entry, checked with
+  ``entries.parse_entry``), deleted content, or garbage-collected content.
+* Every reference an item makes (origin, right origin, parent) is to an earlier
+  item of the same client, never to the array's map slot. So nobody can put items
+  into someone else's array, replace an array, or nest types; and a writer's
+  struct is integrable as soon as that writer's earlier structs are.
+* Deletions never remove an array: clock 0 is clipped out of delete ranges.
+
+Anything else (other content types, ``Skip`` structs, clocks past Yrs' u32 range,
+client ids past 53 bits, trailing bytes) raises ``InvalidUpdate``. The module also
+re-encodes subsets of an update (what can be applied now, what must wait for a
+writer's earlier structs) and splits big updates into bounded parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from .entries import EntryError, ParsedEntry, entry_limit, parse_entry
+
+__all__ = [
+    "MAX_CLIENT",
+    "MAX_CLOCK",
+    "Block",
+    "DeleteSet",
+    "InvalidUpdate",
+    "Struct",
+    "Update",
+    "encode",
+    "encode_deletes",
+    "read",
+    "split",
+]
+
+MAX_CLOCK: Final = 2**32 - 1
+"""Yrs keeps clocks and lengths in 32 bits."""
+MAX_CLIENT: Final = 2**53 - 1
+"""Client ids are 53-bit (JavaScript's safe integers; pycrdt refuses more)."""
+
+_ROOT: Final = "writers"
+_GC: Final = 0
+_DELETED: Final = 1
+_TYPE: Final = 7
+_ANY: Final = 8
+_SKIP: Final = 10
+_YARRAY: Final = 0
+_BUFFER: Final = 116  # lib0 Any tag of a Uint8Array
+_HAS_ORIGIN: Final = 0x80
+_HAS_RIGHT: Final = 0x40
+_HAS_SUB: Final = 0x20
+
+DeleteSet = dict[int, list[tuple[int, int]]]
+"""``client -> [(clock, length), ...]``."""
+
+
+class InvalidUpdate(ValueError):
+    """An update that is malformed or holds something the store layout never contains."""
+
+    def __init__(self, message: str, reason: str = "bad_update") -> None:
+        super().__init__(message)
+        self.reason = reason  # bad_update, or too_many_items when over ``max_units``
+
+
+@dataclass(slots=True)
+class Struct:
+    """One struct of a block: where its bytes are and which clocks it covers."""
+
+    clock: int
+    length: int
+    start: int  # offset of its info byte in the update
+    end: int  # offset just past it
+    info: int
+    right: int = -1  # clock of its right origin, if any
+    head_end: int = 0  # Any items: offset of the value count (header bytes before it)
+    values: list[int] | None = None  # Any items: offset of each value
+
+
+@dataclass(slots=True)
+class Block:
+    """The structs of one client in an update, consecutive clocks from ``clock``."""
+
+    client: int
+    structs: list[Struct]
+
+    @property
+    def clock(self) -> int:
+        return self.structs[0].clock
+
+    @property
+    def end(self) -> int:
+        last = self.structs[-1]
+        return last.clock + last.length
+
+
+@dataclass(slots=True)
+class Update:
+    """A read (and checked) update."""
+
+    data: bytes
+    blocks: list[Block]
+    deletes: DeleteSet
+    units: int  # structs + entries + delete ranges: what reading and applying it costs
+    entries: dict[bytes, ParsedEntry] = field(default_factory=dict)
+    clipped: bool = False  # a delete range lost the array slot: ``data`` must not be used as is
+
+    def block_bytes(self, block: Block) -> bytes:
+        """``block`` encoded on its own (header and structs)."""
+        head = bytearray()
+        _write(head, len(block.structs))
+        _write(head, block.client)
+        _write(head, block.clock)
+        first, last = block.structs[0].start, block.structs[-1].end
+        return bytes(head) + self.data[first:last]
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        pos = self.pos
+        if pos >= len(self.data):
+            raise InvalidUpdate("truncated update")
+        self.pos = pos + 1
+        return self.data[pos]
+
+    def uint(self) -> int:
+        data = self.data
+        pos = self.pos
+        result = 0
+        shift = 0
+        while True:
+            if pos >= len(data):
+                raise InvalidUpdate("truncated update")
+            byte = data[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                self.pos = pos
+                if result > MAX_CLIENT:
+                    raise InvalidUpdate("integer out of range")
+                return result
+            shift += 7
+            if shift > 49:
+                raise InvalidUpdate("integer out of range")
+
+    def skip(self, count: int) -> int:
+        start = self.pos
+        end = start + count
+        if end > len(self.data):
+            raise InvalidUpdate("truncated update")
+        self.pos = end
+        return start
+
+    def string(self) -> str:
+        size = self.uint()
+        start = self.skip(size)
+        try:
+            return self.data[start : start + size].decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidUpdate("bad UTF-8 in a string") from None
+
+
+def read(
+    data: bytes,
+    *,
+    max_units: int,
+    max_value_bytes: int,
+    check_entries: bool = True,
+) -> Update:
+    """Read and check a Yjs v1 update from a peer.
+
+    ``max_units`` bounds the structs, entries and delete ranges it may hold (and so
+    the work it causes); each entry is decoded and checked (``parse_entry``) unless
+    ``check_entries`` is false (for updates this replica encoded itself).
+    """
+    reader = _Reader(data)
+    blocks: list[Block] = []
+    entries: dict[bytes, ParsedEntry] = {}
+    units = 0
+    seen: set[int] = set()
+    for _ in range(reader.uint()):
+        count = reader.uint()
+        client = reader.uint()
+        clock = reader.uint()
+        if count == 0 or client in seen:
+            raise InvalidUpdate("empty or repeated client block")
+        seen.add(client)
+        units += count
+        if units > max_units:
+            raise _too_many(max_units)
+        structs: list[Struct] = []
+        for _ in range(count):
+            struct = _read_struct(
+                reader, client, clock, max_value_bytes, entries if check_entries else None
+            )
+            if struct.values is not None:
+                units += len(struct.values)
+                if units > max_units:
+                    raise _too_many(max_units)
+            structs.append(struct)
+            clock += struct.length
+        blocks.append(Block(client, structs))
+    deletes: DeleteSet = {}
+    clipped = False
+    for _ in range(reader.uint()):
+        client = reader.uint()
+        count = reader.uint()
+        units += count
+        if units > max_units:
+            raise _too_many(max_units)
+        ranges = deletes.setdefault(client, [])
+        for _ in range(count):
+            clock = reader.uint()
+            length = reader.uint()
+            if length == 0 or clock + length > MAX_CLOCK:
+                raise InvalidUpdate("bad delete range")
+            if clock == 0:  # never delete an array: clip its slot out
+                clock, length = 1, length - 1
+                clipped = True
+            if length:
+                ranges.append((clock, length))
+        if not ranges:
+            del deletes[client]
+    if reader.pos != len(data):
+        raise InvalidUpdate("trailing bytes after the update")
+    return Update(data, blocks, deletes, units, entries, clipped)
+
+
+def _too_many(max_units: int) -> InvalidUpdate:
+    return InvalidUpdate(f"update holds more than {max_units} items", "too_many_items")
+
+
+def _read_struct(
+    reader: _Reader,
+    client: int,
+    clock: int,
+    max_value_bytes: int,
+    entries: dict[bytes, ParsedEntry] | None,
+) -> Struct:
+    start = reader.pos
+    info = reader.byte()
+    ref = info & 0x1F
+    if ref == _GC:
+        length = reader.uint()
+        if length == 0 or clock == 0:
+            raise InvalidUpdate("bad garbage-collected range")
+        return _bounded(Struct(clock, length, start, reader.pos, info))
+    if ref not in (_DELETED, _TYPE, _ANY):
+        raise InvalidUpdate(f"struct of content type {ref} is not part of the store layout")
+    struct = Struct(clock, 0, start, 0, info)
+    root = False
+    if info & _HAS_ORIGIN:
+        _same_client_earlier(reader, client, clock)
+    if info & _HAS_RIGHT:
+        struct.right = _same_client_earlier(reader, client, clock)
+    if not info & (_HAS_ORIGIN | _HAS_RIGHT):
+        kind = reader.uint()
+        if kind == 1:
+            if reader.string() != _ROOT or not info & _HAS_SUB or reader.string() != str(client):
+                raise InvalidUpdate("a root item must be its writer's array in the writers map")
+            root = True
+        elif kind == 0:
+            if reader.uint() != client or reader.uint() != 0 or info & _HAS_SUB:
+                raise InvalidUpdate("an entry's parent must be its own writer's array")
+        else:
+            raise InvalidUpdate("bad parent info")
+    if root != (clock == 0) or root != (ref == _TYPE):
+        raise InvalidUpdate("a writer's first struct, and only it, is its array")
+    if ref == _TYPE:
+        if reader.uint() != _YARRAY:
+            raise InvalidUpdate("only arrays are part of the store layout")
+        struct.length = 1
+    elif ref == _DELETED:
+        struct.length = reader.uint()
+        if struct.length == 0:
+            raise InvalidUpdate("empty deleted content")
+    else:
+        struct.head_end = reader.pos
+        count = reader.uint()
+        if count == 0:
+            raise InvalidUpdate("empty content")
+        limit = entry_limit(max_value_bytes)
+        data = reader.data
+        values = []
+        for _ in range(count):
+            values.append(reader.pos)
+            if reader.byte() != _BUFFER:
+                raise InvalidUpdate("an entry must be a byte string")
+            size = reader.uint()
+            if size > limit:
+                raise InvalidUpdate(f"entry of {size} bytes is over the value limit")
+            at = reader.skip(size)
+            if entries is not None:
+                blob = data[at : at + size]
+                if blob not in entries:
+                    try:
+                        entries[blob] = parse_entry(blob, max_value_bytes)
+                    except EntryError as exc:
+                        raise InvalidUpdate(f"bad entry: {exc}") from None
+        struct.values = values
+        struct.length = count
+    struct.end = reader.pos
+    return _bounded(struct)
+
+
+def _same_client_earlier(reader: _Reader, client: int, clock: int) -> int:
+    """Read an origin: it must be an earlier entry (not the array slot) of the same writer."""
+    other = reader.uint()
+    at = reader.uint()
+    if other != client or not 1 <= at < clock:
+        raise InvalidUpdate("an item may only refer to earlier entries of its own writer")
+    return at
+
+
+def _bounded(struct: Struct) -> Struct:
+    if struct.clock + struct.length > MAX_CLOCK:
+        raise InvalidUpdate("clock out of range")
+    return struct
+
+
+# -- writing ----------------------------------------------------------------------
+
+
+def _write(out: bytearray, value: int) -> None:
+    while value > 0x7F:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    out.append(value)
+
+
+def encode_deletes(deletes: DeleteSet) -> bytes:
+    out = bytearray()
+    _write(out, len(deletes))
+    for client, ranges in deletes.items():
+        _write(out, client)
+        _write(out, len(ranges))
+        for clock, length in ranges:
+            _write(out, clock)
+            _write(out, length)
+    return bytes(out)
+
+
+def encode(blocks: Iterable[bytes], deletes: DeleteSet) -> bytes:
+    """An update from encoded blocks (``Update.block_bytes``) and a delete set."""
+    blocks = list(blocks)
+    out = bytearray()
+    _write(out, len(blocks))
+    for block in blocks:
+        out += block
+    out += encode_deletes(deletes)
+    return bytes(out)
+
+
+# -- splitting --------------------------------------------------------------------
+
+
+def split(update: Update, max_bytes: int, max_units: int) -> list[bytes]:
+    """Cut an update into parts of at most ``max_bytes`` and ``max_units`` each.
+
+    Applied in order, the parts have the same effect as the whole: each writer's
+    structs stay in clock order, an entry list too long for one part continues in
+    the next with an origin pointing at the last entry before it (as Yjs itself
+    encodes a partial item), and the deletions come last. A single entry bigger
+    than ``max_bytes`` makes a part of its own.
+    """
+    parts: list[bytes] = []
+    blocks: list[bytes] = []  # encoded blocks of the part being filled
+    size = 0
+    units = 0
+    current: list[bytes] = []  # structs of the block being filled
+    current_client = -1
+    current_clock = 0
+
+    def close_block() -> None:
+        nonlocal current, size
+        if current:
+            head = bytearray()
+            _write(head, len(current))
+            _write(head, current_client)
+            _write(head, current_clock)
+            blocks.append(bytes(head) + b"".join(current))
+            size += len(head)
+            current = []
+
+    def close_part() -> None:
+        nonlocal blocks, size, units
+        close_block()
+        if blocks:
+            parts.append(encode(blocks, {}))
+        blocks, size, units = [], 0, 0
+
+    def add(piece: bytes, clock: int, cost: int) -> None:
+        nonlocal size, units, current_clock
+        if (blocks or current) and (size + len(piece) + 32 > max_bytes or units + cost > max_units):
+            close_part()
+        if not current:
+            current_clock = clock
+        current.append(piece)
+        size += len(piece)
+        units += cost
+
+    data = update.data
+    for block in update.blocks:
+        close_block()
+        current_client = block.client
+        for struct in block.structs:
+            values = struct.values
+            whole = struct.end - struct.start
+            if values is None or (whole <= max_bytes and 1 + len(values) <= max_units):
+                add(data[struct.start : struct.end], struct.clock, 1 + (len(values or ())))
+                continue
+            for first, last in _value_runs(struct, max_bytes, max_units):
+                add(
+                    _partial(update, block.client, struct, first, last),
+                    struct.clock + first,
+                    1 + last - first,
+                )
+    close_part()
+    if update.deletes:
+        parts.extend(_split_deletes(update.deletes, max_units))
+    return parts or [encode([], {})]
+
+
+def _value_runs(struct: Struct, max_bytes: int, max_units: int) -> Iterator[tuple[int, int]]:
+    """Runs ``[first, last)`` of an Any struct's values that fit the limits."""
+    assert struct.values is not None
+    values = struct.values
+    ends = [*values[1:], struct.end]
+    first = 0
+    budget = max(max_bytes - 64, 1)
+    while first < len(values):
+        last = first + 1
+        while (
+            last < len(values)
+            and ends[last] - values[first] <= budget
+            and last - first < max_units - 1
+        ):
+            last += 1
+        yield first, last
+        first = last
+
+
+def _partial(update: Update, client: int, struct: Struct, first: int, last: int) -> bytes:
+    """The values ``[first, last)`` of an Any struct, encoded as a struct of their own."""
+    assert struct.values is not None
+    data = update.data
+    ends = [*struct.values[1:], struct.end]
+    out = bytearray()
+    if first == 0:
+        out += data[struct.start : struct.head_end]
+    else:
+        # A continuation: the origin is the entry just before (how Yjs encodes a split item).
+        out.append(_HAS_ORIGIN | (struct.info & (_HAS_RIGHT | _HAS_SUB)) | _ANY)
+        _write(out, client)
+        _write(out, struct.clock + first - 1)
+        if struct.right >= 0:
+            _write(out, client)
+            _write(out, struct.right)
+    _write(out, last - first)
+    out += data[struct.values[first] : ends[last - 1]]
+    return bytes(out)
+
+
+def _split_deletes(deletes: DeleteSet, max_units: int) -> list[bytes]:
+    parts: list[bytes] = []
+    chunk: DeleteSet = {}
+    units = 0
+    for client, ranges in deletes.items():
+        for clock_length in ranges:
+            if units >= max_units - 1:
+                parts.append(encode([], chunk))
+                chunk, units = {}, 0
+            chunk.setdefault(client, []).append(clock_length)
+            units += 1
+    if chunk:
+        parts.append(encode([], chunk))
+    return parts
