@@ -17,8 +17,8 @@ __all__ = ["Meeting", "PeerEvent"]
 
 log = logging.getLogger("crdt_stores")
 
-PeerEvent = Literal["peer_joined", "peer_left"]
-_EVENTS: tuple[str, ...] = ("peer_joined", "peer_left")
+PeerEvent = Literal["peer_joined", "peer_left", "peer_misbehaved"]
+_EVENTS: tuple[str, ...] = ("peer_joined", "peer_left", "peer_misbehaved")
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SyncConfig)}
 _BUSY_BATCH = 8  # local deltas in one flush that mean "writes are streaming"
 
@@ -63,7 +63,7 @@ class Meeting:
         self._engine: SyncEngine | None = None
         self._stores = Stores(self)
         self._state: Literal["new", "joining", "joined", "left"] = "new"
-        self._listeners: dict[str, list[Callable[[str], Any]]] = {e: [] for e in _EVENTS}
+        self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
         self._last_flush = 0.0
@@ -201,21 +201,23 @@ class Meeting:
 
     # -- peer events --------------------------------------------------------------
 
-    def on(self, event: PeerEvent, callback: Callable[[str], Any]) -> None:
-        """Call ``callback(peer_id)`` on ``"peer_joined"`` or ``"peer_left"`` (may be async)."""
+    def on(self, event: PeerEvent, callback: Callable[..., Any]) -> None:
+        """Call ``callback(peer_id)`` on ``"peer_joined"`` or ``"peer_left"``, and
+        ``callback(peer_id, reason)`` on ``"peer_misbehaved"`` (a link closed after too
+        much invalid input; ``reason`` names the last violation). May be async."""
         if event not in self._listeners:
             raise ValueError(f"unknown event {event!r}; known: {', '.join(_EVENTS)}")
         if callback not in self._listeners[event]:
             self._listeners[event].append(callback)
 
-    def off(self, event: PeerEvent, callback: Callable[[str], Any]) -> None:
+    def off(self, event: PeerEvent, callback: Callable[..., Any]) -> None:
         listeners = self._listeners.get(event, [])
         if callback in listeners:
             listeners.remove(callback)
 
-    def _emit(self, event: str, peer: str) -> None:
+    def _emit(self, event: str, *args: str) -> None:
         for callback in list(self._listeners[event]):
-            self._call(callback, peer)
+            self._call(callback, *args)
 
     # -- sync status --------------------------------------------------------------
 
@@ -278,9 +280,21 @@ class Meeting:
         if self._engine is None:
             return
         self._engine.receive(peer, data, self._now())
+        self._engine_events()
         if self._engine.has_output():
             self._schedule_flush()
         elif self._waiters:
+            self._check_synced()
+
+    def _engine_events(self) -> None:
+        """Act on what the engine reports: links it closed for misbehaving."""
+        assert self._engine is not None
+        for event in self._engine.take_events():
+            log.warning("peer %s misbehaved (%s); its link is closed", event.peer, event.reason)
+            self._emit("peer_left", event.peer)
+            self._emit("peer_misbehaved", event.peer, event.reason)
+            if self._transport is not None:
+                self._transport.close_link(event.peer)
             self._check_synced()
 
     def _link_dead(self, peer: str) -> None:
@@ -341,6 +355,7 @@ class Meeting:
             return
         for peer, frame in engine.data_to_send(self._now()):
             transport.send(peer, frame)
+        self._engine_events()
         # Checked here, not on every write: writes wait while the network is behind.
         self._congested = transport.buffered_amount() > self._max_buffered
         self._check_synced()
@@ -351,6 +366,7 @@ class Meeting:
             await asyncio.sleep(self._tick_interval)
             try:
                 engine.tick(self._now())
+                self._engine_events()
                 self._flush()
             except Exception:
                 log.exception("error in the sync timer")

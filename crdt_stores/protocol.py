@@ -336,6 +336,7 @@ class SyncEngine:
         self.stats[reason] += 1
         if reason not in VIOLATIONS or self._links.get(link.peer) is not link:
             return
+        self.stats["violations"] += 1
         link.violations += 1
         if link.violations > self.config.violation_budget:
             log.warning(
@@ -511,7 +512,10 @@ class SyncEngine:
             for delta in deltas:
                 try:
                     read = updates.read(
-                        delta, max_units=budget, max_value_bytes=self.config.max_value_bytes
+                        delta,
+                        max_units=budget,
+                        max_value_bytes=self.config.max_value_bytes,
+                        have=replica.state_vector_dict(),
                     )
                 except updates.InvalidUpdate as exc:
                     log.debug("dropped an update for %r from %s: %s", name, source.peer, exc)

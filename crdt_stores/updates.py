@@ -182,12 +182,15 @@ def read(
     max_units: int,
     max_value_bytes: int,
     check_entries: bool = True,
+    have: dict[int, int] | None = None,
 ) -> Update:
     """Read and check a Yjs v1 update from a peer.
 
     ``max_units`` bounds the structs, entries and delete ranges it may hold (and so
     the work it causes); each entry is decoded and checked (``parse_entry``) unless
-    ``check_entries`` is false (for updates this replica encoded itself).
+    ``check_entries`` is false (for updates this replica encoded itself) or its
+    struct lies wholly below ``have`` (the reader's state vector: Yrs skips what it
+    holds, so a resent update costs only its structure).
     """
     reader = _Reader(data)
     blocks: list[Block] = []
@@ -205,9 +208,10 @@ def read(
         if units > max_units:
             raise _too_many(max_units)
         structs: list[Struct] = []
+        known = have.get(client, 0) if have else 0
         for _ in range(count):
             struct = _read_struct(
-                reader, client, clock, max_value_bytes, entries if check_entries else None
+                reader, client, clock, max_value_bytes, entries if check_entries else None, known
             )
             if struct.values is not None:
                 units += len(struct.values)
@@ -252,6 +256,7 @@ def _read_struct(
     clock: int,
     max_value_bytes: int,
     entries: dict[bytes, ParsedEntry] | None,
+    known: int = 0,
 ) -> Struct:
     start = reader.pos
     info = reader.byte()
@@ -298,7 +303,7 @@ def _read_struct(
         limit = entry_limit(max_value_bytes)
         data = reader.data
         values = []
-        for _ in range(count):
+        for i in range(count):
             values.append(reader.pos)
             if reader.byte() != _BUFFER:
                 raise InvalidUpdate("an entry must be a byte string")
@@ -306,7 +311,7 @@ def _read_struct(
             if size > limit:
                 raise InvalidUpdate(f"entry of {size} bytes is over the value limit")
             at = reader.skip(size)
-            if entries is not None:
+            if entries is not None and clock + i >= known:  # (Yrs skips what it holds)
                 blob = data[at : at + size]
                 if blob not in entries:
                     try:
