@@ -300,28 +300,55 @@ def _read_struct(
         count = reader.uint()
         if count == 0:
             raise InvalidUpdate("empty content")
-        limit = entry_limit(max_value_bytes)
-        data = reader.data
-        values = []
-        for i in range(count):
-            values.append(reader.pos)
-            if reader.byte() != _BUFFER:
-                raise InvalidUpdate("an entry must be a byte string")
-            size = reader.uint()
-            if size > limit:
-                raise InvalidUpdate(f"entry of {size} bytes is over the value limit")
-            at = reader.skip(size)
-            if entries is not None and clock + i >= known:  # (Yrs skips what it holds)
-                blob = data[at : at + size]
-                if blob not in entries:
-                    try:
-                        entries[blob] = parse_entry(blob, max_value_bytes)
-                    except EntryError as exc:
-                        raise InvalidUpdate(f"bad entry: {exc}") from None
-        struct.values = values
+        struct.values = _read_entries(reader, count, clock, max_value_bytes, entries, known)
         struct.length = count
     struct.end = reader.pos
     return _bounded(struct)
+
+
+def _read_entries(
+    reader: _Reader,
+    count: int,
+    clock: int,
+    max_value_bytes: int,
+    entries: dict[bytes, ParsedEntry] | None,
+    known: int,
+) -> list[int]:
+    """Read ``count`` Any values, each a byte string holding an entry; returns their offsets.
+
+    The hot loop of reading a big update: one-byte lengths are read inline.
+    """
+    limit = entry_limit(max_value_bytes)
+    data = reader.data
+    end = len(data)
+    pos = reader.pos
+    values = []
+    for i in range(count):
+        values.append(pos)
+        if pos + 2 > end or data[pos] != _BUFFER:
+            raise InvalidUpdate("an entry must be a byte string")
+        size = data[pos + 1]
+        if size < 0x80:
+            pos += 2
+        else:
+            reader.pos = pos + 1
+            size = reader.uint()
+            pos = reader.pos
+            if size > limit:
+                raise InvalidUpdate(f"entry of {size} bytes is over the value limit")
+        at = pos
+        pos += size
+        if pos > end:
+            raise InvalidUpdate("truncated update")
+        if entries is not None and clock + i >= known:  # (Yrs skips what it holds)
+            blob = data[at:pos]
+            if blob not in entries:
+                try:
+                    entries[blob] = parse_entry(blob, max_value_bytes)
+                except EntryError as exc:
+                    raise InvalidUpdate(f"bad entry: {exc}") from None
+    reader.pos = pos
+    return values
 
 
 def _same_client_earlier(reader: _Reader, client: int, clock: int) -> int:

@@ -8,6 +8,7 @@ replays the same ones against a peer process and prints their effect.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -219,7 +220,7 @@ def test_row5_stores_named_by_a_peer_are_capped() -> None:
 def test_row6_big_state_vectors_are_refused_before_decoding() -> None:
     engine = victim()
     ack = attacks.big_state_ack("s", 1_000_000)
-    plain = attacks.chunked(attacks.message(attacks.ACK, {"s": attacks.state_vector(70_000)}), 9)
+    plain = attacks.chunked(attacks.message(attacks.ACK, {"s": attacks.state_vector(200_000)}), 9)
     sync = attacks.big_state_sync()
     with measured() as cost:
         for _ in range(192):
@@ -502,3 +503,65 @@ async def test_row1_a_peer_process_survives_the_frame_that_crashed_every_peer(se
             await mallory.leave()
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["fresh", "replay", "garbage"])
+async def test_a_flood_from_one_link_leaves_the_others_answered_within_a_second(
+    server, mode: str
+) -> None:
+    from .netutil import LOOPBACK, read_line, spawn, wait_until
+
+    victim_proc = spawn("-m", "tests.helpers.echo_peer", server.url, "room", "victim")
+    flooder = None
+    alice = None
+    try:
+        assert await read_line(victim_proc) == "ready"
+        # alice holds only the store "s", so the flood's data (store "flood") never
+        # costs her anything: what is measured is how fast the victim answers.
+        alice = await Meeting.join(
+            server.url, "room", peer_id="alice", ice_addresses=LOOPBACK, max_stores=1
+        )
+        alice.stores.create("s")
+        await wait_until(lambda: "victim" in alice.peers, 20, "a link to the victim")
+        flooder = spawn(
+            "-m", "tests.helpers.flooder", server.url, "room", "zflood", "victim", "4", mode
+        )
+        assert await read_line(flooder) == "ready"
+        waits = []
+        started = time.perf_counter()
+        done = False
+        while time.perf_counter() - started < (6 if done else 30):
+            waits.append(await ping(alice, len(waits), 5))
+            done = done or _finished(flooder)
+        print(
+            f"{mode}: {len(waits)} pings in {time.perf_counter() - started:.1f} s,"
+            f" slowest {max(waits):.3f} s"
+        )
+        assert len(waits) > 10
+        assert max(waits) < 1.0
+        assert victim_proc.poll() is None
+        assert victim_proc.stdin is not None
+        victim_proc.stdin.close()
+        stats = json.loads(await read_line(victim_proc))
+        print(mode, {k: v for k, v in stats.items() if not k.startswith("frames")})
+        if mode == "garbage":
+            assert stats["malformed"] > 16 and stats["links_closed_misbehaving"] >= 1
+        else:
+            assert stats["bytes_in"] > 4_000_000  # the flood did reach the victim
+    finally:
+        for meeting in (alice,):
+            if meeting is not None:
+                await meeting.leave()
+        for proc in (victim_proc, flooder):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
+def _finished(proc) -> bool:
+    """Whether the flooder printed "done" (non-blocking check of its output)."""
+    import select
+
+    ready, _, _ = select.select([proc.stdout], [], [], 0)
+    return bool(ready) and proc.stdout.readline().strip() == "done"

@@ -84,10 +84,11 @@ def own_entries(client: int, *entries: bytes, base: Doc | None = None) -> tuple[
     doc = base or Doc(client_id=client)
     writers = doc.get("writers", type=Map)
     state = doc.get_state()
-    if str(client) in writers:
-        writers[str(client)].extend(list(entries))
-    else:
-        writers[str(client)] = Array(list(entries))
+    if str(client) not in writers:
+        writers[str(client)] = Array()
+    array = writers[str(client)]
+    for i in range(0, len(entries), 64):  # Yrs appends quadratically within one transaction
+        array.extend(list(entries[i : i + 64]))
     return doc, doc.get_update(state)
 
 
