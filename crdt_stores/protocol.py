@@ -164,6 +164,7 @@ class _Link:
     remote_states: dict[str, sv.StateVector] = field(default_factory=dict)
     # state vectors as received, decoded only when someone looks (most never are)
     unread_states: list[tuple[str, bytes]] = field(default_factory=list)
+    remote_digests: dict[str, bytes] = field(default_factory=dict)  # of their deletions
     remote_links: set[str] | None = None
     synced_once: bool = False  # the peer's SYNC (its full state) has arrived
     sync_seen: set[str] = field(default_factory=set)  # stores named by a multi-part SYNC
@@ -183,6 +184,8 @@ class _Link:
     heartbeat: bool = False
     # anti-entropy, per store: (our state and theirs at the last check, repairs in a row)
     suspect: dict[str, tuple[sv.StateVector, sv.StateVector, int]] = field(default_factory=dict)
+    # per store: (our digest when theirs was seen to differ, repairs in a row)
+    digest_suspect: dict[str, tuple[bytes, int]] = field(default_factory=dict)
 
     def pending(self) -> bool:
         return bool(
@@ -398,20 +401,20 @@ class SyncEngine:
         elif kind == wire.SYNC:
             self._handle_sync(link, message)
         elif kind == wire.ACK:
-            self._learn_states(link, message.states or {})
+            self._learn_states(link, message.states or {}, message.digests)
             if message.want_ack:
                 link.states_now.update(self._stores)
         elif kind == wire.DIFF:
             assert message.diffs is not None
             self._apply(link, {name: [diff] for name, diff in message.diffs.items()}, items)
-            self._learn_states(link, message.states or {})
+            self._learn_states(link, message.states or {}, message.digests)
             # Always answer a diff, even a useless one: the sender is waiting on our
             # state, and a lost ack would otherwise make it resend forever.
             link.states_now.update(name for name in message.diffs if name in self._stores)
         elif kind == wire.UPDATE:
             assert message.updates is not None
             self._apply(link, message.updates, items)
-            self._learn_states(link, message.states or {})
+            self._learn_states(link, message.states or {}, message.digests)
             if message.want_ack:
                 link.states_now.update(name for name in message.updates if name in self._stores)
         elif kind == wire.HEARTBEAT:
@@ -440,7 +443,7 @@ class SyncEngine:
         if message.want_sync:
             link.sync = True
         states_in = message.states or {}
-        self._learn_states(link, states_in)
+        self._learn_states(link, states_in, message.digests)
         named = set(states_in)
         if message.more:  # more parts follow: stores not named yet may come in them
             link.sync_seen |= named
@@ -462,11 +465,16 @@ class SyncEngine:
             link.diffs[name] = replica.diff(sv.encode(states.get(name, {})))
             link.diffed[name] = dict(local)
 
-    def _learn_states(self, link: _Link, states: dict[str, bytes]) -> None:
-        """Note the peer's reported state vectors (decoded later, by ``_settle``)."""
+    def _learn_states(
+        self, link: _Link, states: dict[str, bytes], digests: dict[str, bytes] | None = None
+    ) -> None:
+        """Note the peer's reported state vectors (decoded later, by ``_settle``) and the
+        digests of its deletions (reported with them)."""
         for name, encoded in states.items():
             if self._remote_store(link, name) is not None:
                 link.unread_states.append((name, encoded))
+                if digests is not None and name in digests:
+                    link.remote_digests[name] = digests[name]
         if len(link.unread_states) > 64:
             self._settle(link)
 
@@ -613,6 +621,8 @@ class SyncEngine:
                 remote = self._settle(link).get(name)
                 if remote is not None and sv.covers(remote, local):
                     link.suspect.pop(name, None)
+                    if sv.covers(local, remote):
+                        self._check_deletions(link, name, replica, remote)
                     continue
                 remote = remote or {}
                 seen = link.suspect.get(name)
@@ -629,6 +639,32 @@ class SyncEngine:
                     self.stats["repairs"] += 1
                     link.diffs[name] = replica.diff(sv.encode(remote))
                     link.states_now.add(name)
+
+    def _check_deletions(
+        self, link: _Link, name: str, replica: StoreReplica, remote: sv.StateVector
+    ) -> None:
+        """Same state vectors: repair if the deletions differ (a diff carries all of ours).
+
+        A first mismatch asks the peer for its digest now; one that persists with
+        our digest unchanged is repaired, with backoff like other repairs.
+        """
+        ours = replica.delete_digest()
+        theirs = link.remote_digests.get(name)
+        if theirs is None or theirs == ours:
+            link.digest_suspect.pop(name, None)
+            return
+        seen, repairs = link.digest_suspect.get(name, (b"", 0))
+        if seen != ours:
+            link.digest_suspect[name] = (ours, 0)
+            link.states_now.add(name)
+            link.want_ack = True
+            return
+        repairs += 1
+        link.digest_suspect[name] = (ours, repairs)
+        if repairs & (repairs - 1) == 0:
+            self.stats["deletion_repairs"] += 1
+            link.diffs[name] = replica.diff(sv.encode(remote))
+            link.want_ack = True
 
     # -- output -------------------------------------------------------------------
 
@@ -666,9 +702,15 @@ class SyncEngine:
                 groups = list(self._state_groups(self._stores)) or [[]]
                 for i, names in enumerate(groups):
                     more = i + 1 < len(groups)
-                    states = self._states(names)
-                    body = [states, not link.synced_once] + ([True] if more else [])
-                    messages.append(wire.encode(wire.SYNC, *body))
+                    messages.append(
+                        wire.encode(
+                            wire.SYNC,
+                            self._states(names),
+                            not link.synced_once,
+                            more,
+                            self._digests(names),
+                        )
+                    )
                 link.sync = False
             states_for = link.states_now
             if link.diffs or link.updates or states_for:
@@ -679,7 +721,9 @@ class SyncEngine:
                 diffs = link.diffs
                 link.diffs = {}
                 for part in self._diff_messages(diffs):
-                    messages.append(wire.encode(wire.DIFF, part, self._states(part)))
+                    messages.append(
+                        wire.encode(wire.DIFF, part, self._states(part), self._digests(part))
+                    )
                 states_for.difference_update(diffs)
             want = self._eager or link.want_ack
             if link.updates:
@@ -695,7 +739,13 @@ class SyncEngine:
                     )
                     frames = shared.get(key)
                     if frames is None:
-                        message = wire.encode(wire.UPDATE, group, self._states(attached), want)
+                        message = wire.encode(
+                            wire.UPDATE,
+                            group,
+                            self._states(attached),
+                            want,
+                            self._digests(attached),
+                        )
                         frames = shared[key] = wire.frames(
                             message, next(self._message_ids), self.config.max_frame_bytes
                         )
@@ -704,7 +754,11 @@ class SyncEngine:
                 link.want_ack = False
             if states_for:
                 for names in self._state_groups(states_for):
-                    messages.append(wire.encode(wire.ACK, self._states(names), link.want_ack))
+                    messages.append(
+                        wire.encode(
+                            wire.ACK, self._states(names), link.want_ack, self._digests(names)
+                        )
+                    )
                 link.want_ack = False
             link.states_now = set()
             if link.heartbeat and not messages and not ready:
@@ -725,6 +779,10 @@ class SyncEngine:
     def _states(self, names: Iterable[str]) -> dict[str, bytes]:
         stores = self._stores
         return {name: stores[name].state_vector() for name in names if name in stores}
+
+    def _digests(self, names: Iterable[str]) -> dict[str, bytes]:
+        stores = self._stores
+        return {name: stores[name].delete_digest() for name in names if name in stores}
 
     def _state_groups(self, names: Iterable[str]) -> Iterator[list[str]]:
         """Store names in groups whose state vectors fit in one message."""
@@ -838,9 +896,13 @@ class SyncEngine:
         if len(remote_states) < len(self._stores):
             return False
         stores = self._stores
+        digests = link.remote_digests
         for name, remote in remote_states.items():
-            local = stores[name].state_vector_dict()
+            replica = stores[name]
+            local = replica.state_vector_dict()
             if not sv.covers(remote, local) or not sv.covers(local, remote):
+                return False
+            if name in digests and digests[name] != replica.delete_digest():
                 return False
         return True
 

@@ -24,8 +24,10 @@ deltas go in through ``apply()``.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
@@ -268,9 +270,13 @@ class StoreReplica:
         self._txn_rebuild = False
         self._sv: bytes | None = None
         self._sv_dict: _statevector.StateVector | None = None
-        self._subscriptions = (  # dropping a subscription object unsubscribes it
-            self._ydoc.observe(self._on_transaction),
-            self._writers.observe_deep(self._on_events),
+        self._digest: bytes | None = None
+        # Dropping a subscription unsubscribes it. The callbacks hold the replica
+        # weakly: a cycle through pycrdt's Rust objects is invisible to Python's
+        # garbage collector, and every replica (with its document) would leak.
+        self._subscriptions = (
+            self._ydoc.observe(_weakly(self._on_transaction)),
+            self._writers.observe_deep(_weakly(self._on_events)),
         )
 
     # -- reads -------------------------------------------------------------------
@@ -323,6 +329,21 @@ class StoreReplica:
         if self._sv_dict is None:
             self._sv_dict = _statevector.decode(self.state_vector())
         return self._sv_dict
+
+    def delete_digest(self) -> bytes:
+        """A digest of this store's deletions (its Yjs delete set), canonical.
+
+        State vectors do not cover deletions: two replicas can hold the same
+        structs and differ in what is deleted (a deletion sent to one peer only).
+        Peers compare digests to notice it and repair with a diff, which carries
+        every deletion.
+        """
+        if self._digest is None:
+            own = self._doc.get_update(self.state_vector())  # no structs: the delete set
+            deletes = updates.read(own, max_units=1 << 62, max_value_bytes=0).deletes
+            canonical = sorted((client, _merged(ranges)) for client, ranges in deletes.items())
+            self._digest = hashlib.blake2b(cbor2.dumps(canonical), digest_size=8).digest()
+        return self._digest
 
     def diff(self, state_vector: bytes | None = None) -> bytes:
         """Yjs update with everything a peer at ``state_vector`` lacks (all if None)."""
@@ -730,6 +751,7 @@ class StoreReplica:
                 self._txn_update = update
         self._sv = None
         self._sv_dict = None
+        self._digest = None
 
     def _on_events(self, events: list[Any]) -> None:  # pycrdt's Rust event objects
         if self._local:
@@ -949,6 +971,30 @@ class StoreReplica:
             if effective:
                 changes[key] = value
         return changes
+
+
+def _weakly(method: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``method`` as a callback that does not keep its object alive."""
+    ref = weakref.WeakMethod(method)
+
+    def call(arg: Any) -> None:
+        target = ref()
+        if target is not None:
+            target(arg)
+
+    return call
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Delete ranges sorted, with overlapping and touching ones joined."""
+    out: list[tuple[int, int]] = []
+    for clock, length in sorted(ranges):
+        if out and clock <= out[-1][0] + out[-1][1]:
+            start, size = out[-1]
+            out[-1] = (start, max(size, clock + length - start))
+        else:
+            out.append((clock, length))
+    return out
 
 
 def _group_by_key(entries: list[Entry]) -> dict[str, list[Entry]]:

@@ -47,11 +47,14 @@ MAX_FRAME_BYTES = 64 * 1024
 """Largest frame on a data channel; bigger messages are chunked."""
 
 HELLO = 0  # [v, 0, peer_id, [linked peer ids]]
-SYNC = 1  # [v, 1, {store: sv}, want_sync, more?]  "this is what I hold; send what I lack"
-#   (and your SYNC); ``more``: further SYNC parts follow (stores not named yet may be in them)
-DIFF = 2  # [v, 2, {store: update}, {store: sv}]    reply to SYNC, repair, relay
-UPDATE = 3  # [v, 3, {store: [delta, ...]}, {store: sv}, want_ack]  live deltas of one tick
-ACK = 4  # [v, 4, {store: sv}, want_ack]  "this is what I hold now" (and "tell me yours")
+SYNC = 1  # [v, 1, {store: sv}, want_sync, more, {store: digest}]  "this is what I hold;
+#   send what I lack" (and your SYNC); ``more``: further SYNC parts follow
+DIFF = 2  # [v, 2, {store: update}, {store: sv}, {store: digest}]  reply to SYNC, repair, relay
+UPDATE = 3  # [v, 3, {store: [delta, ...]}, {store: sv}, want_ack, {store: digest}]  live deltas
+ACK = 4  # [v, 4, {store: sv}, want_ack, {store: digest}]  "this is what I hold now" (and
+#   "tell me yours"). A digest summarizes a store's deletions, which state vectors do not
+#   cover: peers with equal state vectors and different digests repair with a diff.
+#   (Trailing fields may be missing: they default to false and empty.)
 HEARTBEAT = 5  # [v, 5]
 LINKS = 6  # [v, 6, [linked peer ids]]
 CHUNK = 7  # [v, 7, message id, index, count, bytes]
@@ -109,6 +112,7 @@ class Message:
     want_sync: bool = False
     want_ack: bool = False
     more: bool = False
+    digests: dict[str, bytes] | None = None
     packed: bytes = b""
 
 
@@ -156,6 +160,15 @@ def _bytes_map(value: Any, what: str) -> dict[str, bytes]:
         if type(name) is not str or not name or type(blob) is not bytes:
             raise ProtocolError("malformed", f"{what} must map store names to bytes")
     return value
+
+
+def _digests(body: list[Any], index: int) -> dict[str, bytes] | None:
+    if len(body) <= index:
+        return None
+    digests = _bytes_map(body[index], "digests")
+    if any(len(digest) > 32 for digest in digests.values()):
+        raise ProtocolError("malformed", "a digest is at most 32 bytes")
+    return digests
 
 
 def _str_list(value: Any, what: str) -> list[str]:
@@ -242,16 +255,21 @@ def decode_frame(
                 states=_bytes_map(body[0], "states"),
                 want_sync=want is True,
                 more=more is True,
+                digests=_digests(body, 3),
             )
         if kind == ACK:
             return Message(
                 kind,
                 states=_bytes_map(body[0], "states"),
                 want_ack=len(body) > 1 and body[1] is True,
+                digests=_digests(body, 2),
             )
         if kind == DIFF:
             return Message(
-                kind, diffs=_bytes_map(body[0], "diffs"), states=_bytes_map(body[1], "states")
+                kind,
+                diffs=_bytes_map(body[0], "diffs"),
+                states=_bytes_map(body[1], "states"),
+                digests=_digests(body, 2),
             )
         if kind == UPDATE:
             updates = body[0]
@@ -268,6 +286,7 @@ def decode_frame(
                 updates=updates,
                 states=_bytes_map(body[1], "states"),
                 want_ack=len(body) > 2 and body[2] is True,
+                digests=_digests(body, 3),
             )
         if kind == HEARTBEAT:
             return Message(kind)

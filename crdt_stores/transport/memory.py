@@ -68,6 +68,8 @@ class MemoryNetwork:
         self._options = meeting_options
         self.frames_delivered = 0
         self.frames_dropped = 0
+        self._in_flight = 0
+        self._drained: asyncio.Event | None = None
 
     async def join(self, room: str, *, peer_id: str | None = None, **options: Any) -> Meeting:
         """Join ``room`` as a new peer and return its started ``Meeting``."""
@@ -82,6 +84,16 @@ class MemoryNetwork:
 
     def peers(self, room: str) -> list[str]:
         return list(self._rooms.get(room, {}))
+
+    async def drained(self, timeout: float = 10.0) -> None:
+        """Wait until every frame in flight has arrived (or been dropped).
+
+        ``Meeting.synced()`` covers what peers send through their stores; this also
+        covers frames handed to a transport directly (tests of hostile input do that).
+        """
+        if self._in_flight:
+            self._drained = asyncio.Event()
+            await asyncio.wait_for(self._drained.wait(), timeout)
 
     # -- faults -------------------------------------------------------------------
 
@@ -204,6 +216,7 @@ class MemoryNetwork:
         faults = self._link_faults.get(key, self._faults)
         loop = asyncio.get_running_loop()
         if faults.none:
+            self._in_flight += 1
             loop.call_soon(_arrive, self, link, target, sender.peer_id, data)
             return
         rng = self._rng
@@ -211,6 +224,7 @@ class MemoryNetwork:
             self.frames_dropped += 1
             return
         copies = 2 if rng.random() < faults.duplicate else 1
+        self._in_flight += copies
         for _ in range(copies):
             delay = faults.delay + rng.random() * faults.jitter
             if delay > 0:
@@ -240,6 +254,9 @@ def _notify_down(end: MemoryTransport, peer: str) -> None:
 def _arrive(
     net: MemoryNetwork, link: _Link, target: MemoryTransport, sender: str, data: bytes
 ) -> None:
+    net._in_flight -= 1
+    if not net._in_flight and net._drained is not None:
+        net._drained.set()
     if not link.open or target._handler is None:
         net.frames_dropped += 1
         return
