@@ -126,8 +126,9 @@ def _own_array_update(client: int, *blobs: bytes, base: Doc | None = None) -> tu
 
 def test_forged_equal_orders_fold_the_same_everywhere() -> None:
     """Entries sharing (lamport, writer) are ordered by content, not by arrival or batching."""
-    doc, u1 = _own_array_update(7, cbor2.dumps(["k", 0, "LOCKED", 1]))
-    _, u2 = _own_array_update(7, cbor2.dumps(["k", 0, "OPENED", 1]), base=doc)
+    # the first in the array sorts last by content: arrival order and content order differ
+    doc, u1 = _own_array_update(7, cbor2.dumps(["k", 0, "OPENED", 1]))
+    _, u2 = _own_array_update(7, cbor2.dumps(["k", 0, "LOCKED", 1]), base=doc)
     both = merge_updates(u1, u2)
     one, two, reordered = (StoreReplica("s", client_id=i) for i in (1, 2, 3))
     one.apply(both)  # alice: one update

@@ -69,9 +69,9 @@ def still_serves(engine: SyncEngine, peer: str = "m") -> None:
 
 def test_row1_deep_any_is_refused_before_yrs_decodes_it() -> None:
     engine = victim()
-    engine.receive("m", attacks.deep_any_frame(13_000), 0.0)  # compressed: 91 bytes
+    engine.receive("m", attacks.deep_any_frame(), 0.0)  # compressed: 105 bytes
     engine.receive(
-        "m", attacks.message(attacks.DIFF, {"s": attacks.deep_any_update(13_000)}, {}), 0.0
+        "m", attacks.message(attacks.DIFF, {"s": attacks.deep_any_update(20_000)}, {}), 0.0
     )
     for frame in attacks.chunked(
         attacks.message(attacks.DIFF, {"s": attacks.deep_any_update(500_000)}, {}), 1
@@ -172,7 +172,7 @@ def send(mallory: Meeting, peer: str, *frames: bytes) -> None:
 
 async def test_row4_clocks_past_64_bits_are_refused_and_honest_writes_stay_small() -> None:
     alice, bob, mallory = await mallory_room()
-    _, huge = attacks.own_entries(91, attacks.entry("clock", "bumped", 2**8_000_000))
+    _, huge = attacks.own_entries(91, attacks.entry("clock", "bumped", attacks.huge_lamport()))
     _, over = attacks.own_entries(92, attacks.entry("clock", "bumped", 2**64))
     _, top = attacks.own_entries(94, attacks.entry("top", "mallory", LAMPORT_MAX))
     for update in (huge, over, top):
@@ -488,11 +488,11 @@ async def test_row1_a_peer_process_survives_the_frame_that_crashed_every_peer(se
         mallory = await Meeting.join(server.url, "room", peer_id="mallory", ice_addresses=LOOPBACK)
         await wait_until(lambda: "victim" in mallory.peers, 20, "a link to the victim")
         await ping(mallory, 0, 20)
-        send(mallory, "victim", attacks.deep_any_frame(13_000))
+        send(mallory, "victim", attacks.deep_any_frame())
         send(
             mallory,
             "victim",
-            attacks.message(attacks.DIFF, {"s": attacks.deep_any_update(13_000)}, {}),
+            attacks.message(attacks.DIFF, {"s": attacks.deep_any_update(20_000)}, {}),
         )
         deep = attacks.message(attacks.DIFF, {"s": attacks.deep_any_update(1_000_000)}, {})
         send(mallory, "victim", *attacks.chunked(deep, 1))
