@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from . import convergence, history, late_join, mesh_join, throughput
+from . import bulk, convergence, history, late_join, mesh_join, throughput
 from .common import RESULTS, machine
 from .plots import plot
 
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, Callable[..., Awaitable[list[dict[str, Any]]]]] = {
     "late_join": late_join.run,
     "history": history.run,
     "mesh_join": mesh_join.run,
+    "bulk": bulk.run,
 }
 
 
@@ -72,6 +73,11 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
         if row["impl"] == "crdt_stores" and row["writes"] == 100_000:
             out.append(("history < 10 KB after 100,000 overwrites",
                         f"{row['sync_bytes']:,} B", row["sync_bytes"] < 10_000))  # fmt: skip
+    for row in results.get("bulk", []):
+        if row["impl"] == "crdt_stores" and row["keys"] == 100_000 and row["op"] == "bulk_set":
+            met = row["rss_mb"] < 300 and row["seconds"] < 5
+            out.append(("bulk_set of 100,000 keys: under 300 MB and 5 s",
+                        f"{row['seconds']:.2f} s, +{row['rss_mb']:.0f} MB", met))  # fmt: skip
     return out
 
 

@@ -80,6 +80,16 @@ def plot(name: str, rows: list[dict[str, Any]], directory: Path) -> Path | None:
             log_x=True,
             log_y=True,
         )
+    elif name == "bulk":
+        _plot(
+            path,
+            "Bulk writes: one call's time on the writer",
+            _series(rows, ("impl", "op"), "keys", "seconds"),
+            "keys",
+            "seconds",
+            log_x=True,
+            log_y=True,
+        )
     elif name == "mesh_join":
         _plot(
             path,

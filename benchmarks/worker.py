@@ -137,12 +137,28 @@ async def crdt(params: dict[str, Any]) -> None:
             if batch:
                 await store.bulk_set(batch)
             say("filled", keys=n, update_bytes=len(store._replica.diff()), sv=_sv(store))
+        elif op == "bulk":
+            keys = command["keys"]
+            before = rss_mb()
+            started = now()
+            if command["kind"] == "set":
+                await store.bulk_set({f"b{i}": {"n": i, "tag": "bulk"} for i in range(keys)})
+            else:
+                await store.clear()
+            say("bulked", t0=started, t1=now(), rss_mb=rss_mb() - before, sv=_sv(store))
+        elif op == "rss":
+            say("rss", rss_mb=rss_mb())
         elif op == "stats":
             say("stats", stats=meeting.stats if meeting else {})
         elif op == "quit":
             break
     if meeting is not None:
         await meeting.leave()
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / 1e6
 
 
 def _sv(store: Any) -> dict[str, int]:

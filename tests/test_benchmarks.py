@@ -30,6 +30,7 @@ def test_quick_benchmarks_run_and_write_results(tmp_path) -> None:
         "late_join": {"impl", "megabytes", "seconds", "mb_per_s"},
         "history": {"impl", "writes", "keys", "sync_bytes", "rss_bytes"},
         "mesh_join": {"impl", "peers", "seconds"},
+        "bulk": {"impl", "keys", "op", "seconds", "rss_mb"},
     }
     for name, fields in schema.items():
         rows = results[name]
