@@ -3,7 +3,7 @@
     python -m benchmarks.hostile                       # this checkout
     python -m benchmarks.hostile --baseline /tmp/old   # and an older checkout, side by side
 
-Each row starts fresh victim processes (``benchmarks/hostile_victim.py``, run with
+Each row starts fresh victim processes (``tests/helpers/echo_peer.py``, run with
 ``PYTHONPATH`` set to the code under test) in a room on a signaling server of this
 process, and one attacker peer (this process) that sends the row's raw frames
 (``tests/helpers/attacks.py``) over real WebRTC, on loopback. What is measured comes
@@ -33,7 +33,7 @@ from tests.helpers import attacks
 
 from .common import ICE_ADDRESSES, RESULTS, ROOT, machine
 
-VICTIM = str(Path(__file__).resolve().parent / "hostile_victim.py")
+VICTIM = str(ROOT / "tests" / "helpers" / "echo_peer.py")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -75,6 +75,12 @@ class Victim:
             stderr=subprocess.DEVNULL,
             text=True,
         )
+
+    async def ready(self, timeout: float = 30) -> None:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), timeout)
+        if line.strip() != "ready":
+            raise ConnectionError(f"the victim did not start: {line!r}")
 
     async def line(self, timeout: float = 30) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -139,7 +145,7 @@ class Room:
     async def start(self, *victims: str) -> None:
         for name in victims:
             victim = Victim(self.code, self.url, name)
-            await victim.line()
+            await victim.ready()
             self.victims.append(victim)
         self.attacker = await Meeting.join(
             self.url, "room", peer_id="mallory", ice_addresses=ICE_ADDRESSES

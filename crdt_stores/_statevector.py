@@ -6,32 +6,21 @@ varuint client/clock pairs); comparing what two peers hold needs them decoded.
 
 from __future__ import annotations
 
+from ._lib0 import read_varuint, write_varuint
+
 StateVector = dict[int, int]
 
 _MAX_ENTRIES = 1 << 20
 
 
 def _read_varuint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated state vector")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varuint too long in state vector")
+    try:
+        return read_varuint(data, pos)
+    except ValueError as exc:
+        raise ValueError(f"malformed state vector: {exc}") from None
 
 
-def _write_varuint(out: bytearray, value: int) -> None:
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
+_write_varuint = write_varuint
 
 
 def count(data: bytes | bytearray) -> int:

@@ -50,9 +50,12 @@ class EntryError(ValueError):
     """An entry from a peer that a local write could not have made."""
 
 
+_ENTRY_OVERHEAD: Final = MAX_KEY_BYTES + 16
+
+
 def entry_limit(max_value_bytes: int) -> int:
     """Largest encoded entry a peer may send: a value at the limit, the longest key, a clock."""
-    return max_value_bytes + MAX_KEY_BYTES + 16
+    return max_value_bytes + _ENTRY_OVERHEAD
 
 
 def encode_entry(key: str, op: int, payload_cbor: bytes, lamport_cbor: bytes) -> bytes:
@@ -71,7 +74,7 @@ def _head_len(n: int) -> int:
 
 def parse_entry(blob: bytes, max_value_bytes: int) -> ParsedEntry:
     """Decode and check one entry; raises ``EntryError`` for anything a write cannot produce."""
-    if len(blob) > entry_limit(max_value_bytes):
+    if len(blob) > max_value_bytes + _ENTRY_OVERHEAD:
         raise EntryError(f"entry of {len(blob)} bytes is over the value limit")
     try:
         item = decode(blob)
@@ -84,12 +87,13 @@ def parse_entry(blob: bytes, max_value_bytes: int) -> ParsedEntry:
         raise EntryError("bad key")
     if type(lamport) is not int or not 0 <= lamport <= LAMPORT_MAX:
         raise EntryError("lamport clock out of the unsigned 64-bit range")
-    key_bytes = len(key.encode())
-    if key_bytes > MAX_KEY_BYTES:
+    if len(key) > MAX_KEY_BYTES // 4 and len(key.encode()) > MAX_KEY_BYTES:
         raise EntryError(f"key longer than {MAX_KEY_BYTES} bytes")
-    payload_bytes = len(blob) - 2 - _head_len(key_bytes) - key_bytes - _head_len(lamport)
-    if payload_bytes > max_value_bytes:
-        raise EntryError(f"value of {payload_bytes} bytes is over the limit of {max_value_bytes}")
+    if len(blob) > max_value_bytes:  # (a smaller entry cannot hold a bigger value)
+        key_bytes = len(key.encode())
+        payload_bytes = len(blob) - 2 - _head_len(key_bytes) - key_bytes - _head_len(lamport)
+        if payload_bytes > max_value_bytes:
+            raise EntryError(f"value of {payload_bytes} bytes is over the limit {max_value_bytes}")
     if op == SET:
         ok = is_valid(payload)
     elif op == MERGE:

@@ -174,7 +174,7 @@ class _Link:
     sync: bool = True
     announce_links: bool = False
     diffs: dict[str, bytes] = field(default_factory=dict)
-    updates: dict[str, list[bytes]] = field(default_factory=dict)
+    updates: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)  # (delta, items)
     states_now: set[str] = field(default_factory=set)
     states_later: set[str] = field(default_factory=set)
     states_due: float | None = None
@@ -222,10 +222,11 @@ class SyncEngine:
         self._next_sync_check = 0.0
         self._message_ids = itertools.count()
         self._eager = False
-        self._local_out: dict[str, list[bytes]] = {}  # local deltas of this tick, per store
+        # local deltas of this tick, per store, each with a bound on its Yjs items
+        self._local_out: dict[str, list[tuple[bytes, int]]] = {}
         self.last_batch = 0  # how many local deltas the last data_to_send() carried
         self._pending_bytes = 0
-        self._split_cache: dict[int, tuple[bytes, list[bytes]]] = {}  # during one flush
+        self._split_cache: dict[int, tuple[bytes, list[tuple[bytes, int]]]] = {}  # one flush
         self._buffers = Budget(self.config.max_buffer_bytes)  # partial messages, all links
         self._held = Budget(self.config.max_held_bytes)  # out-of-order update parts
 
@@ -281,10 +282,10 @@ class SyncEngine:
 
     def commit(self, name: str) -> None:
         """Queue the local deltas of store ``name`` for every link."""
-        deltas = self._stores[name].take_outbox()
+        deltas = self._stores[name].take_outbox_items()
         if deltas:
             self._local_out.setdefault(name, []).extend(deltas)
-            self._pending_bytes += sum(len(d) for d in deltas)
+            self._pending_bytes += sum(len(d) for d, _ in deltas)
 
     # -- links --------------------------------------------------------------------
 
@@ -475,6 +476,8 @@ class SyncEngine:
                 link.unread_states.append((name, encoded))
                 if digests is not None and name in digests:
                     link.remote_digests[name] = digests[name]
+                else:  # (UPDATEs carry none: digests cost too much per batch)
+                    link.remote_digests.pop(name, None)
         if len(link.unread_states) > 64:
             self._settle(link)
 
@@ -521,7 +524,7 @@ class SyncEngine:
             replica = self._remote_store(source, name)
             if replica is None:
                 continue
-            fresh: list[bytes] = []
+            fresh: list[tuple[bytes, int]] = []
             for delta in deltas:
                 try:
                     read = updates.read(
@@ -538,7 +541,7 @@ class SyncEngine:
                     continue
                 budget -= read.units
                 try:
-                    fresh.extend(replica.apply(read))
+                    fresh.extend(replica.apply_items(read))
                 except UpdateError as exc:
                     self._violation(source, "bad_update")
                     log.warning("dropped a bad update for %r from %s: %s", name, source.peer, exc)
@@ -680,7 +683,7 @@ class SyncEngine:
             local_out = self._local_out
             self._local_out = {}
             for name, deltas in local_out.items():
-                merged = _merge(deltas, self.config.part_bytes)
+                merged = _merge(deltas, self.config.part_bytes, self.config.part_items)
                 for link in self._links.values():
                     link.updates.setdefault(name, []).extend(merged)
         out: list[tuple[str, bytes]] = []
@@ -739,13 +742,7 @@ class SyncEngine:
                     )
                     frames = shared.get(key)
                     if frames is None:
-                        message = wire.encode(
-                            wire.UPDATE,
-                            group,
-                            self._states(attached),
-                            want,
-                            self._digests(attached),
-                        )
+                        message = wire.encode(wire.UPDATE, group, self._states(attached), want)
                         frames = shared[key] = wire.frames(
                             message, next(self._message_ids), self.config.max_frame_bytes
                         )
@@ -807,33 +804,33 @@ class SyncEngine:
         if group:
             yield group
 
-    def _parts(self, update: bytes) -> list[bytes]:
-        """``update`` as is if it fits in a message part, else cut into parts."""
+    def _parts(self, update: bytes, items: int) -> list[tuple[bytes, int]]:
+        """``update`` (of at most ``items`` Yjs items) as is if it fits in a message part,
+        else cut into parts; each with a bound on its items."""
         config = self.config
-        if len(update) <= config.part_bytes and len(update) // 2 <= config.part_items:
-            return [update]
+        if len(update) <= config.part_bytes and items <= config.part_items:
+            return [(update, items)]
         cached = self._split_cache.get(id(update))
         if cached is not None and cached[0] is update:
             return cached[1]
-        parts = self._split(update)
-        self._split_cache[id(update)] = (update, parts)
-        return parts
-
-    def _split(self, update: bytes) -> list[bytes]:
-        config = self.config
         read = updates.read(
             update,
             max_units=1 << 62,
             max_value_bytes=config.max_value_bytes,
             check_entries=False,
+            keep_structs=True,
         )
         if len(update) <= config.part_bytes and read.units <= config.part_items:
-            return [update]
-        return updates.split(read, config.part_bytes, config.part_items)
+            parts = [(update, read.units)]
+        else:
+            pieces = updates.split(read, config.part_bytes, config.part_items)
+            parts = [(piece, config.part_items) for piece in pieces]
+        self._split_cache[id(update)] = (update, parts)
+        return parts
 
     def _diff_messages(self, diffs: dict[str, bytes]) -> Iterator[dict[str, bytes]]:
         """DIFF bodies: one update per store per message, each message within a part."""
-        pending = {name: self._parts(diff) for name, diff in diffs.items()}
+        pending = {name: self._parts(diff, len(diff) // 2 + 1) for name, diff in diffs.items()}
         while pending:
             body: dict[str, bytes] = {}
             size = 0
@@ -841,22 +838,23 @@ class SyncEngine:
                 parts = pending[name]
                 if body and size + len(parts[0]) > self.config.part_bytes:
                     continue
-                body[name] = parts.pop(0)
+                body[name] = parts.pop(0)[0]
                 size += len(body[name])
                 if not parts:
                     del pending[name]
             yield body
 
-    def _update_messages(self, batch: dict[str, list[bytes]]) -> Iterator[dict[str, list[bytes]]]:
+    def _update_messages(
+        self, batch: dict[str, list[tuple[bytes, int]]]
+    ) -> Iterator[dict[str, list[bytes]]]:
         """UPDATE bodies: the deltas of a batch, in order, within a part per message."""
         config = self.config
         group: dict[str, list[bytes]] = {}
         size = 0
         items = 0
         for name, deltas in batch.items():
-            for delta in deltas:
-                for part in self._parts(delta):
-                    cost = len(part) // 2 + 1  # at most: every item takes two bytes or more
+            for delta, bound in deltas:
+                for part, cost in self._parts(delta, bound):
                     if group and (
                         size + len(part) > config.part_bytes or items + cost > config.part_items
                     ):
@@ -918,21 +916,27 @@ class SyncEngine:
 _MERGE_CHUNK = 256  # pycrdt's merge slows down on very long lists of updates
 
 
-def _merge(deltas: list[bytes], max_bytes: int) -> list[bytes]:
-    """Merge consecutive deltas into as few as possible, each at most ``max_bytes``
-    (unless one alone is bigger) and of at most ``_MERGE_CHUNK`` deltas."""
+def _merge(
+    deltas: list[tuple[bytes, int]], max_bytes: int, max_items: int
+) -> list[tuple[bytes, int]]:
+    """Merge consecutive deltas into as few as possible, each of at most ``max_bytes``,
+    ``max_items`` items (unless one alone is bigger) and ``_MERGE_CHUNK`` deltas."""
     if len(deltas) == 1:
         return deltas
-    out: list[bytes] = []
+    out: list[tuple[bytes, int]] = []
     run: list[bytes] = []
     size = 0
-    for delta in deltas:
-        if run and (size + len(delta) > max_bytes or len(run) >= _MERGE_CHUNK):
-            out.append(merge_updates(*run) if len(run) > 1 else run[0])
-            run, size = [], 0
+    items = 0
+    for delta, bound in deltas:
+        if run and (
+            size + len(delta) > max_bytes or items + bound > max_items or len(run) >= _MERGE_CHUNK
+        ):
+            out.append((merge_updates(*run) if len(run) > 1 else run[0], items))
+            run, size, items = [], 0, 0
         run.append(delta)
         size += len(delta)
-    out.append(merge_updates(*run) if len(run) > 1 else run[0])
+        items += bound
+    out.append((merge_updates(*run) if len(run) > 1 else run[0], items))
     return out
 
 

@@ -65,6 +65,7 @@ in one transaction took 1.5 GB). Big bulk writes are split into such transaction
 merged into one delta per tick, and announced as one change."""
 _TXN_BYTES: Final = 256 * 1024
 _HELD_ENTRY_COST: Final = 24  # bytes charged to the budget per held delete range
+_MAX_LENGTH: Final = updates.MAX_CLOCK
 
 
 class _Missing:
@@ -252,7 +253,7 @@ class StoreReplica:
         self._by_key: dict[str, list[Entry]] = {}  # each sorted by order
         self._values: dict[str, Any] = {}  # folded value of every present key
         self._lamport = 0
-        self._outbox: list[bytes] = []
+        self._outbox: list[tuple[bytes, int]] = []  # deltas, each with a bound on its items
         # Parts of remote updates that wait for a writer's earlier structs (never
         # handed to Yrs, whose own pending store is unbounded), charged to ``held``.
         self._held = held if held is not None else Budget(64 * 1024 * 1024)
@@ -307,13 +308,6 @@ class StoreReplica:
         """Entries still held (live ones and not yet compacted ones)."""
         return sum(len(mirror) for mirror in self._mirrors.values())
 
-    @property
-    def held_bytes(self) -> int:
-        """Bytes of remote updates waiting for earlier structs of their writers."""
-        return sum(len(b[2]) for held in self._held_blocks.values() for b in held) + sum(
-            _HELD_ENTRY_COST * len(r) for r in self._held_deletes.values()
-        )
-
     def state_vector(self) -> bytes:
         """Encoded Yjs state vector of this store."""
         if self._sv is None:
@@ -351,6 +345,10 @@ class StoreReplica:
 
     def take_outbox(self) -> list[bytes]:
         """Deltas of local transactions since the last call (writes and compactions)."""
+        return [delta for delta, _ in self.take_outbox_items()]
+
+    def take_outbox_items(self) -> list[tuple[bytes, int]]:
+        """``take_outbox()`` with a bound on the Yjs items of each delta (to pack messages)."""
         out = self._outbox
         self._outbox = []
         return out
@@ -425,35 +423,11 @@ class StoreReplica:
                     dead.extend(existing)  # our own reset, ordered last: all of it is dead
                 else:
                     dead.extend(_dead([*existing, entry], self._author))
-        start = 0
-        while start < len(blobs):
-            stop = start
-            size = 0
-            while stop < len(blobs) and stop - start < _TXN_ENTRIES and size < _TXN_BYTES:
-                size += len(blobs[stop])
-                stop += 1
-            last = stop == len(blobs)
-            mirror = self._mirrors.get(self._me)
-            base = len(mirror) if mirror is not None else 0
-            chunk = blobs[start:stop]
-
-            def append(txn: Any, chunk: list[bytes] = chunk, base: int = base) -> None:
-                mine = self._arrays.get(self._me)
-                if mine is None:  # this replica's first write: its array comes first
-                    mine = self._arrays[self._me] = self._writers.insert_array_prelim(txn, self._me)
-                    self._mirrors[self._me] = []
-                for offset, blob in enumerate(chunk):
-                    mine.insert(txn, base + offset, blob)
-
-            # Appends first: the deletions (in the last transaction) keep their indices.
-            doomed = self._transaction(append, dead if last else None)
-            for offset, entry in enumerate(entries[start:stop]):
-                entry.writer = self._me
-                entry.pos = base + offset
-            self._mirrors[self._me].extend(entries[start:stop])
-            if last:
-                self._forget(doomed, dead)
-            start = stop
+        for start, stop in _chunks(blobs):
+            if stop < len(blobs):
+                self._append(blobs[start:stop], entries[start:stop], None)
+            else:  # the deletions go last, with the last appends (indices stay valid)
+                self._forget(self._append(blobs[start:stop], entries[start:stop], dead), dead)
         self._lamport = lamport
         # This replica knows what it changed: no need to decode its own observer events.
         by_key = self._by_key
@@ -481,22 +455,38 @@ class StoreReplica:
         if self._held_blocks or self._held_deletes:
             self._release_held()  # parts that waited for these clocks of ours
 
-    def _transaction(
-        self, body: Callable[[Any], None], dead: list[Entry] | None = None
+    def _append(
+        self, blobs: list[bytes], entries: list[Entry], dead: list[Entry] | None
     ) -> dict[str, list[int]]:
-        """Run ``body`` (and delete ``dead``) in one local transaction; its delta goes out."""
+        """One local transaction: append entries to this replica's array (created with
+        its first write), delete ``dead``; returns the deleted indices, per writer."""
         txn = self._ydoc.create_transaction()
         self._local = True
         try:
-            body(txn)
+            mine = self._arrays.get(self._me)
+            if mine is None:  # the array comes first: it is this writer's struct 0
+                mine = self._arrays[self._me] = self._writers.insert_array_prelim(txn, self._me)
+                self._mirrors[self._me] = []
+            mirror = self._mirrors[self._me]
+            base = len(mirror)
+            for offset, blob in enumerate(blobs):
+                mine.insert(txn, base + offset, blob)
             doomed = self._delete(txn, dead) if dead else {}
         finally:
             self._commit(txn)
+        # items: a struct and a value per entry, the array, a delete range per dead entry
+        self._take_txn_update(2 * len(blobs) + 1 + len(dead or ()))
+        for offset, entry in enumerate(entries):
+            entry.writer = self._me
+            entry.pos = base + offset
+        mirror.extend(entries)
+        return doomed
+
+    def _take_txn_update(self, items: int) -> None:
         update = self._txn_update
         self._txn_update = None
         if update is not None:
-            self._outbox.append(update)
-        return doomed
+            self._outbox.append((update, items))
 
     def _delete(self, txn: Any, entries: list[Entry]) -> dict[str, list[int]]:
         """Delete entries from their writers' arrays; returns the indices, per writer."""
@@ -576,6 +566,13 @@ class StoreReplica:
     def apply(self, update: bytes | updates.Update) -> list[bytes]:
         """Apply a remote update; returns what was applied (for relaying), empty if nothing new.
 
+        (``apply_items`` also says how many Yjs items each part holds at most.)
+        """
+        return [applied for applied, _ in self.apply_items(update)]
+
+    def apply_items(self, update: bytes | updates.Update) -> list[tuple[bytes, int]]:
+        """Apply a remote update; returns the parts applied, each with a bound on its items.
+
         The update is read and checked first (``UpdateError``, nothing applied, if it
         is malformed or holds what the layout never contains). Structs that need a
         writer's earlier structs, and deletions of items not here yet, wait in this
@@ -585,12 +582,13 @@ class StoreReplica:
         """
         if not isinstance(update, updates.Update):
             update = self.read(update)
-        applied: list[bytes] = []
+        applied: list[tuple[bytes, int]] = []
         queue = [update]
         while queue:
-            ready = self._admit(queue.pop(0))
+            current = queue.pop(0)
+            ready = self._admit(current)
             if ready is not None and self._apply_checked(*ready):
-                applied.append(ready[0])
+                applied.append((ready[0], current.units))
             if not queue and (self._held_blocks or self._held_deletes):
                 queue.extend(self._take_released())
         return applied
@@ -635,10 +633,16 @@ class StoreReplica:
             self.held_dropped += 1
 
     def _hold_delete(self, client: int, clock: int, end: int) -> None:
+        ranges = self._held_deletes.setdefault(client, [])  # sorted by clock
+        i = bisect.bisect_right(ranges, (clock, _MAX_LENGTH))
+        if i and ranges[i - 1][0] + ranges[i - 1][1] >= end:
+            return  # held already (diffs carry every deletion, again and again)
         if self._held.take(_HELD_ENTRY_COST):
-            self._held_deletes.setdefault(client, []).append((clock, end - clock))
+            ranges.insert(i, (clock, end - clock))
         else:
             self.held_dropped += 1
+            if not ranges:
+                del self._held_deletes[client]
 
     def _take_released(self) -> list[updates.Update]:
         """Held parts whose writer's earlier structs are here now, in clock order."""
@@ -662,7 +666,7 @@ class StoreReplica:
             else:
                 del self._held_blocks[client]
         if out:
-            return out[:1]  # one at a time: each changes what the next needs
+            return out  # in clock order per writer: each applies after the one before
         deletes: updates.DeleteSet = {}
         for client in list(self._held_deletes):
             at = have.get(client, 0)
@@ -677,7 +681,7 @@ class StoreReplica:
                 else:
                     keep_ranges.append((clock, length))
             if keep_ranges:
-                self._held_deletes[client] = keep_ranges
+                self._held_deletes[client] = sorted(keep_ranges)
             else:
                 del self._held_deletes[client]
         if deletes:
@@ -739,8 +743,7 @@ class StoreReplica:
                 dead.extend(_dead(entries, self._author))
         if not dead:
             return
-        doomed = self._transaction(lambda txn: None, dead)
-        self._forget(doomed, dead)  # dead entries: no value changes
+        self._forget(self._append([], [], dead), dead)  # dead entries: no value changes
 
     # -- observers (they run inside the transaction's commit) ----------------------
 
@@ -975,12 +978,13 @@ class StoreReplica:
 
 def _weakly(method: Callable[[Any], None]) -> Callable[[Any], None]:
     """``method`` as a callback that does not keep its object alive."""
-    ref = weakref.WeakMethod(method)
+    ref = weakref.ref(method.__self__)  # type: ignore[attr-defined]
+    function = method.__func__  # type: ignore[attr-defined]
 
     def call(arg: Any) -> None:
         target = ref()
         if target is not None:
-            target(arg)
+            function(target, arg)
 
     return call
 
@@ -995,6 +999,23 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append((clock, length))
     return out
+
+
+def _chunks(blobs: list[bytes]) -> list[tuple[int, int]]:
+    """``[start, stop)`` runs of at most ``_TXN_ENTRIES`` entries and about ``_TXN_BYTES``."""
+    if len(blobs) == 1:
+        return [(0, 1)]
+    runs = []
+    start = 0
+    while start < len(blobs):
+        stop = start
+        size = 0
+        while stop < len(blobs) and stop - start < _TXN_ENTRIES and size < _TXN_BYTES:
+            size += len(blobs[stop])
+            stop += 1
+        runs.append((start, stop))
+        start = stop
+    return runs
 
 
 def _group_by_key(entries: list[Entry]) -> dict[str, list[Entry]]:

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+from ._lib0 import read_varuint, write_varuint
 from .entries import EntryError, ParsedEntry, entry_limit, parse_entry
 
 __all__ = [
@@ -89,19 +90,16 @@ class Struct:
 
 @dataclass(slots=True)
 class Block:
-    """The structs of one client in an update, consecutive clocks from ``clock``."""
+    """The structs of one client in an update: clocks ``clock`` to ``end``, bytes
+    ``start`` to ``stop`` of the update; each struct only if asked for (to split)."""
 
     client: int
-    structs: list[Struct]
-
-    @property
-    def clock(self) -> int:
-        return self.structs[0].clock
-
-    @property
-    def end(self) -> int:
-        last = self.structs[-1]
-        return last.clock + last.length
+    clock: int
+    end: int
+    count: int
+    start: int
+    stop: int
+    structs: list[Struct] | None = None
 
 
 @dataclass(slots=True)
@@ -118,11 +116,10 @@ class Update:
     def block_bytes(self, block: Block) -> bytes:
         """``block`` encoded on its own (header and structs)."""
         head = bytearray()
-        _write(head, len(block.structs))
-        _write(head, block.client)
-        _write(head, block.clock)
-        first, last = block.structs[0].start, block.structs[-1].end
-        return bytes(head) + self.data[first:last]
+        write_varuint(head, block.count)
+        write_varuint(head, block.client)
+        write_varuint(head, block.clock)
+        return bytes(head) + self.data[block.start : block.stop]
 
 
 class _Reader:
@@ -140,24 +137,38 @@ class _Reader:
         return self.data[pos]
 
     def uint(self) -> int:
-        data = self.data
         pos = self.pos
-        result = 0
-        shift = 0
-        while True:
-            if pos >= len(data):
-                raise InvalidUpdate("truncated update")
-            byte = data[pos]
-            pos += 1
-            result |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                self.pos = pos
-                if result > MAX_CLIENT:
-                    raise InvalidUpdate("integer out of range")
-                return result
-            shift += 7
-            if shift > 49:
-                raise InvalidUpdate("integer out of range")
+        data = self.data
+        if pos + 1 < len(data):  # the usual one- and two-byte values, inline
+            first = data[pos]
+            if first < 0x80:
+                self.pos = pos + 1
+                return first
+            second = data[pos + 1]
+            if second < 0x80:
+                self.pos = pos + 2
+                return (first & 0x7F) | second << 7
+        try:
+            value, self.pos = read_varuint(data, pos, 53)
+        except ValueError as exc:
+            raise InvalidUpdate(str(exc)) from None
+        return value
+
+    def expect_at(self, pos: int, raw: bytes) -> bool:
+        """Move past ``raw`` at ``pos`` if the data holds it there."""
+        end = pos + len(raw)
+        if self.data[pos:end] != raw:
+            return False
+        self.pos = end
+        return True
+
+    def expect(self, raw: bytes) -> bool:
+        """Skip ``raw`` if the data continues with it (a client id, encoded)."""
+        end = self.pos + len(raw)
+        if self.data[self.pos : end] != raw:
+            return False
+        self.pos = end
+        return True
 
     def skip(self, count: int) -> int:
         start = self.pos
@@ -183,6 +194,7 @@ def read(
     max_value_bytes: int,
     check_entries: bool = True,
     have: dict[int, int] | None = None,
+    keep_structs: bool = False,
 ) -> Update:
     """Read and check a Yjs v1 update from a peer.
 
@@ -190,9 +202,11 @@ def read(
     the work it causes); each entry is decoded and checked (``parse_entry``) unless
     ``check_entries`` is false (for updates this replica encoded itself) or its
     struct lies wholly below ``have`` (the reader's state vector: Yrs skips what it
-    holds, so a resent update costs only its structure).
+    holds, so a resent update costs only its structure). ``keep_structs`` keeps a
+    description of every struct (``split`` needs it).
     """
     reader = _Reader(data)
+    end = len(data)
     blocks: list[Block] = []
     entries: dict[bytes, ParsedEntry] = {}
     units = 0
@@ -207,19 +221,75 @@ def read(
         units += count
         if units > max_units:
             raise _too_many(max_units)
-        structs: list[Struct] = []
+        structs: list[Struct] | None = [] if keep_structs else None
         known = have.get(client, 0) if have else 0
+        encoded = bytearray()
+        write_varuint(encoded, client)
+        raw = bytes(encoded)  # references must name the client with these bytes (minimal)
+        size_raw = len(raw)
+        check = entries if check_entries else None
+        block = Block(client, clock, clock, count, reader.pos, 0, structs)
         for _ in range(count):
-            struct = _read_struct(
-                reader, client, clock, max_value_bytes, entries if check_entries else None, known
-            )
-            if struct.values is not None:
-                units += len(struct.values)
-                if units > max_units:
-                    raise _too_many(max_units)
-            structs.append(struct)
-            clock += struct.length
-        blocks.append(Block(client, structs))
+            pos = reader.pos
+            if (
+                structs is None
+                and pos + size_raw + 2 < end
+                and data[pos] == 0x88
+                and data[pos + 1 : pos + 1 + size_raw] == raw
+            ):
+                # The usual struct: entries appended after an earlier entry of the writer
+                # (origin: this client and an earlier clock; then the entry count).
+                at = pos + 1 + size_raw
+                origin = data[at]
+                if origin < 0x80:
+                    reader.pos = at + 1
+                else:
+                    reader.pos = at
+                    origin = reader.uint()
+                if not 1 <= origin < clock:
+                    raise InvalidUpdate("an item may only refer to earlier entries of its writer")
+                at = reader.pos
+                if (
+                    at + 2 < end
+                    and data[at] == 1
+                    and data[at + 1] == _BUFFER
+                    and data[at + 2] < 0x80
+                ):
+                    # one entry of under 128 bytes: the commonest of all, inline
+                    start = at + 3
+                    stop = start + data[at + 2]
+                    if stop > end:
+                        raise InvalidUpdate("truncated update")
+                    reader.pos = stop
+                    if check is not None and clock >= known:
+                        blob = data[start:stop]
+                        if blob not in check:
+                            try:
+                                check[blob] = parse_entry(blob, max_value_bytes)
+                            except EntryError as exc:
+                                raise InvalidUpdate(f"bad entry: {exc}") from None
+                    length = 1
+                else:
+                    length = reader.uint()
+                    if length == 0:
+                        raise InvalidUpdate("empty content")
+                    _read_entries(reader, length, clock, max_value_bytes, check, known, False)
+                units += length
+            else:
+                struct = _read_struct(reader, raw, clock, max_value_bytes, check, known)
+                if struct.values is not None:
+                    units += len(struct.values)
+                if structs is not None:
+                    structs.append(struct)
+                length = struct.length
+            if units > max_units:
+                raise _too_many(max_units)
+            clock += length
+            if clock > MAX_CLOCK:
+                raise InvalidUpdate("clock out of range")
+        block.end = clock
+        block.stop = reader.pos
+        blocks.append(block)
     deletes: DeleteSet = {}
     clipped = False
     for _ in range(reader.uint()):
@@ -229,16 +299,18 @@ def read(
         if units > max_units:
             raise _too_many(max_units)
         ranges = deletes.setdefault(client, [])
+        uint = reader.uint
         for _ in range(count):
-            clock = reader.uint()
-            length = reader.uint()
+            clock = uint()
+            length = uint()
             if length == 0 or clock + length > MAX_CLOCK:
                 raise InvalidUpdate("bad delete range")
             if clock == 0:  # never delete an array: clip its slot out
                 clock, length = 1, length - 1
                 clipped = True
-            if length:
-                ranges.append((clock, length))
+                if not length:
+                    continue
+            ranges.append((clock, length))
         if not ranges:
             del deletes[client]
     if reader.pos != len(data):
@@ -252,7 +324,7 @@ def _too_many(max_units: int) -> InvalidUpdate:
 
 def _read_struct(
     reader: _Reader,
-    client: int,
+    client: bytes,
     clock: int,
     max_value_bytes: int,
     entries: dict[bytes, ParsedEntry] | None,
@@ -277,11 +349,15 @@ def _read_struct(
     if not info & (_HAS_ORIGIN | _HAS_RIGHT):
         kind = reader.uint()
         if kind == 1:
-            if reader.string() != _ROOT or not info & _HAS_SUB or reader.string() != str(client):
+            if (
+                reader.string() != _ROOT
+                or not info & _HAS_SUB
+                or reader.string() != str(read_varuint(client, 0)[0])
+            ):
                 raise InvalidUpdate("a root item must be its writer's array in the writers map")
             root = True
         elif kind == 0:
-            if reader.uint() != client or reader.uint() != 0 or info & _HAS_SUB:
+            if not reader.expect(client) or reader.uint() != 0 or info & _HAS_SUB:
                 raise InvalidUpdate("an entry's parent must be its own writer's array")
         else:
             raise InvalidUpdate("bad parent info")
@@ -313,8 +389,10 @@ def _read_entries(
     max_value_bytes: int,
     entries: dict[bytes, ParsedEntry] | None,
     known: int,
+    offsets: bool = True,
 ) -> list[int]:
-    """Read ``count`` Any values, each a byte string holding an entry; returns their offsets.
+    """Read ``count`` Any values, each a byte string holding an entry; returns their offsets
+    (if ``offsets``).
 
     The hot loop of reading a big update: one-byte lengths are read inline.
     """
@@ -322,9 +400,10 @@ def _read_entries(
     data = reader.data
     end = len(data)
     pos = reader.pos
-    values = []
+    values: list[int] = []
     for i in range(count):
-        values.append(pos)
+        if offsets:
+            values.append(pos)
         if pos + 2 > end or data[pos] != _BUFFER:
             raise InvalidUpdate("an entry must be a byte string")
         size = data[pos + 1]
@@ -351,11 +430,12 @@ def _read_entries(
     return values
 
 
-def _same_client_earlier(reader: _Reader, client: int, clock: int) -> int:
+def _same_client_earlier(reader: _Reader, client: bytes, clock: int) -> int:
     """Read an origin: it must be an earlier entry (not the array slot) of the same writer."""
-    other = reader.uint()
+    if not reader.expect(client):
+        raise InvalidUpdate("an item may only refer to earlier entries of its own writer")
     at = reader.uint()
-    if other != client or not 1 <= at < clock:
+    if not 1 <= at < clock:
         raise InvalidUpdate("an item may only refer to earlier entries of its own writer")
     return at
 
@@ -369,22 +449,15 @@ def _bounded(struct: Struct) -> Struct:
 # -- writing ----------------------------------------------------------------------
 
 
-def _write(out: bytearray, value: int) -> None:
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-
-
 def encode_deletes(deletes: DeleteSet) -> bytes:
     out = bytearray()
-    _write(out, len(deletes))
+    write_varuint(out, len(deletes))
     for client, ranges in deletes.items():
-        _write(out, client)
-        _write(out, len(ranges))
+        write_varuint(out, client)
+        write_varuint(out, len(ranges))
         for clock, length in ranges:
-            _write(out, clock)
-            _write(out, length)
+            write_varuint(out, clock)
+            write_varuint(out, length)
     return bytes(out)
 
 
@@ -392,7 +465,7 @@ def encode(blocks: Iterable[bytes], deletes: DeleteSet) -> bytes:
     """An update from encoded blocks (``Update.block_bytes``) and a delete set."""
     blocks = list(blocks)
     out = bytearray()
-    _write(out, len(blocks))
+    write_varuint(out, len(blocks))
     for block in blocks:
         out += block
     out += encode_deletes(deletes)
@@ -423,9 +496,9 @@ def split(update: Update, max_bytes: int, max_units: int) -> list[bytes]:
         nonlocal current, size
         if current:
             head = bytearray()
-            _write(head, len(current))
-            _write(head, current_client)
-            _write(head, current_clock)
+            write_varuint(head, len(current))
+            write_varuint(head, current_client)
+            write_varuint(head, current_clock)
             blocks.append(bytes(head) + b"".join(current))
             size += len(head)
             current = []
@@ -451,6 +524,7 @@ def split(update: Update, max_bytes: int, max_units: int) -> list[bytes]:
     for block in update.blocks:
         close_block()
         current_client = block.client
+        assert block.structs is not None, "read with keep_structs=True"
         for struct in block.structs:
             values = struct.values
             whole = struct.end - struct.start
@@ -499,12 +573,12 @@ def _partial(update: Update, client: int, struct: Struct, first: int, last: int)
     else:
         # A continuation: the origin is the entry just before (how Yjs encodes a split item).
         out.append(_HAS_ORIGIN | (struct.info & (_HAS_RIGHT | _HAS_SUB)) | _ANY)
-        _write(out, client)
-        _write(out, struct.clock + first - 1)
+        write_varuint(out, client)
+        write_varuint(out, struct.clock + first - 1)
         if struct.right >= 0:
-            _write(out, client)
-            _write(out, struct.right)
-    _write(out, last - first)
+            write_varuint(out, client)
+            write_varuint(out, struct.right)
+    write_varuint(out, last - first)
     out += data[struct.values[first] : ends[last - 1]]
     return bytes(out)
 

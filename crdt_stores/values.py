@@ -8,8 +8,10 @@ apart and represent every signed 64-bit integer exactly.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeAlias
 
@@ -255,6 +257,20 @@ def _refuse_tag(_decoder: Any, tag: Any) -> Any:
     raise ValueError(f"CBOR tag {tag.tag} is not allowed")
 
 
+_strict_loads = functools.partial(
+    cbor2.loads,
+    max_depth=_DECODE_MAX_DEPTH,
+    semantic_decoders=_NO_TAGS,
+    tag_hook=_refuse_tag,
+    allow_indefinite=False,
+)
+
+
+# Bytes that may start a tag or an indefinite length: data without any of them cannot
+# hold one, and decodes faster without the strict options.
+_MAYBE_TAG_OR_INDEFINITE = re.compile(rb"[\xc0-\xdf\x5f\x7f\x9f\xbf\xdf\xff]")
+
+
 def decode(data: bytes | bytearray) -> Any:
     """Decode CBOR from a peer; raises ``ValueError`` on anything malformed.
 
@@ -263,13 +279,9 @@ def decode(data: bytes | bytearray) -> Any:
     validate the parts they use.
     """
     try:
-        return cbor2.loads(
-            data,
-            max_depth=_DECODE_MAX_DEPTH,
-            semantic_decoders=_NO_TAGS,
-            tag_hook=_refuse_tag,
-            allow_indefinite=False,
-        )
+        if _MAYBE_TAG_OR_INDEFINITE.search(data) is None:
+            return cbor2.loads(data, max_depth=_DECODE_MAX_DEPTH)
+        return _strict_loads(data)
     except (cbor2.CBORDecodeError, RecursionError, ValueError, TypeError, OverflowError) as exc:
         raise ValueError(f"malformed CBOR: {exc}") from None
 

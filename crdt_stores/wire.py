@@ -50,10 +50,12 @@ HELLO = 0  # [v, 0, peer_id, [linked peer ids]]
 SYNC = 1  # [v, 1, {store: sv}, want_sync, more, {store: digest}]  "this is what I hold;
 #   send what I lack" (and your SYNC); ``more``: further SYNC parts follow
 DIFF = 2  # [v, 2, {store: update}, {store: sv}, {store: digest}]  reply to SYNC, repair, relay
-UPDATE = 3  # [v, 3, {store: [delta, ...]}, {store: sv}, want_ack, {store: digest}]  live deltas
+UPDATE = 3  # [v, 3, {store: [delta, ...]}, {store: sv}, want_ack]  live deltas of one tick
 ACK = 4  # [v, 4, {store: sv}, want_ack, {store: digest}]  "this is what I hold now" (and
 #   "tell me yours"). A digest summarizes a store's deletions, which state vectors do not
 #   cover: peers with equal state vectors and different digests repair with a diff.
+#   (UPDATEs carry no digests: a state vector reported without one makes the last
+#   digest of that store unknown until the next ACK.)
 #   (Trailing fields may be missing: they default to false and empty.)
 HEARTBEAT = 5  # [v, 5]
 LINKS = 6  # [v, 6, [linked peer ids]]
@@ -286,7 +288,6 @@ def decode_frame(
                 updates=updates,
                 states=_bytes_map(body[1], "states"),
                 want_ack=len(body) > 2 and body[2] is True,
-                digests=_digests(body, 3),
             )
         if kind == HEARTBEAT:
             return Message(kind)

@@ -38,6 +38,8 @@ from typing import Any
 
 import cbor2
 
+from tests.helpers.attacks import varstring, varuint
+
 CORPUS = Path(__file__).resolve().parent / "fuzz_corpus"
 SLOW = 1.0  # seconds of CPU one input may cost
 
@@ -104,20 +106,6 @@ def seeds() -> tuple[list[bytes], list[bytes]]:
 # -- generating -------------------------------------------------------------------------------
 
 
-def _varuint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _string(text: str) -> bytes:
-    raw = text.encode()
-    return _varuint(len(raw)) + raw
-
-
 EXTREMES = [
     0,
     1,
@@ -150,11 +138,11 @@ def _any(rng: random.Random, depth: int = 0) -> bytes:
         tag = rng.choice([116, 116, 116, 119, 125, 123, 126, 127, 120, 121, 122, 124])
         if tag == 116:
             blob = _entry(rng)
-            return b"\x74" + _varuint(len(blob)) + blob
+            return b"\x74" + varuint(len(blob)) + blob
         if tag == 119:
-            return b"\x77" + _string("s" * rng.randrange(5))
+            return b"\x77" + varstring("s" * rng.randrange(5))
         if tag == 125:
-            return b"\x7d" + _varuint(_number(rng))
+            return b"\x7d" + varuint(_number(rng))
         if tag == 123:
             return b"\x7b" + rng.randbytes(8)
         if tag == 122:
@@ -164,12 +152,12 @@ def _any(rng: random.Random, depth: int = 0) -> bytes:
         return bytes([tag])
     if roll < 0.75:
         items = rng.randrange(4)
-        return b"\x75" + _varuint(items) + b"".join(_any(rng, depth + 1) for _ in range(items))
+        return b"\x75" + varuint(items) + b"".join(_any(rng, depth + 1) for _ in range(items))
     items = rng.randrange(3)
     return (
         b"\x76"
-        + _varuint(items)
-        + b"".join(_string(f"k{i}") + _any(rng, depth + 1) for i in range(items))
+        + varuint(items)
+        + b"".join(varstring(f"k{i}") + _any(rng, depth + 1) for i in range(items))
     )
 
 
@@ -198,43 +186,43 @@ def _struct(rng: random.Random, client: int, clock: int) -> tuple[bytes, int]:
     ref = rng.choice([0, 1, 1, 7, 8, 8, 8, 8, 10, 2, 3, 4, 5, 6, 9, 11])
     if ref in (0, 10):
         length = rng.randrange(1, 5) if rng.random() < 0.9 else _number(rng)
-        return bytes([ref]) + _varuint(length), length
+        return bytes([ref]) + varuint(length), length
     info = ref
     body = b""
     other = client if rng.random() < 0.7 else rng.choice([client + 1, 5, _number(rng)])
     if rng.random() < 0.5:
         info |= 0x80
-        body += _varuint(other) + _varuint(rng.randrange(0, clock + 2))
+        body += varuint(other) + varuint(rng.randrange(0, clock + 2))
     if rng.random() < 0.2:
         info |= 0x40
-        body += _varuint(other) + _varuint(rng.randrange(0, clock + 2))
+        body += varuint(other) + varuint(rng.randrange(0, clock + 2))
     if not info & 0xC0:
         if rng.random() < 0.5:
-            body += b"\x01" + _string(rng.choice(["writers", "writers", "other"]))
+            body += b"\x01" + varstring(rng.choice(["writers", "writers", "other"]))
             if rng.random() < 0.8:
                 info |= 0x20
-                body += _string(rng.choice([str(client), str(other), "x"]))
+                body += varstring(rng.choice([str(client), str(other), "x"]))
         else:
-            body += b"\x00" + _varuint(other) + _varuint(rng.choice([0, 0, clock, _number(rng)]))
+            body += b"\x00" + varuint(other) + varuint(rng.choice([0, 0, clock, _number(rng)]))
     length = 1
     if ref == 1:
         length = rng.randrange(1, 4)
-        body += _varuint(length)
+        body += varuint(length)
     elif ref == 7:
-        body += _varuint(rng.choice([0, 0, 1, 2, 3, 5, 15, 16]))
+        body += varuint(rng.choice([0, 0, 1, 2, 3, 5, 15, 16]))
         if rng.random() < 0.2:
-            body += _string("tag")
+            body += varstring("tag")
     elif ref == 8:
         length = rng.randrange(1, 4)
-        body += _varuint(length) + b"".join(_any(rng) for _ in range(length))
+        body += varuint(length) + b"".join(_any(rng) for _ in range(length))
     elif ref in (2, 4, 5):
-        body += _varuint(1) + _string("text")
+        body += varuint(1) + varstring("text")
     elif ref == 3:
-        body += _varuint(3) + b"abc"
+        body += varuint(3) + b"abc"
     elif ref == 6:
-        body += _string("k") + _string("1")
+        body += varstring("k") + varstring("1")
     elif ref == 9:
-        body += _string("guid") + b"\x7e"
+        body += varstring("guid") + b"\x7e"
     return bytes([info]) + body, length
 
 
@@ -249,21 +237,19 @@ def random_update(rng: random.Random) -> bytes:
             data, length = _struct(rng, client, clock)
             structs.append(data)
             clock += length
-        blocks.append(
-            _varuint(len(structs)) + _varuint(client) + _varuint(clock) + b"".join(structs)
-        )
-    out = _varuint(len(blocks)) + b"".join(blocks)
+        blocks.append(varuint(len(structs)) + varuint(client) + varuint(clock) + b"".join(structs))
+    out = varuint(len(blocks)) + b"".join(blocks)
     deletes = []
     for client in rng.sample([*clients, 9, 2**40], rng.randrange(0, 3)):
         ranges = [
             (_number(rng), rng.choice([0, 1, 3, _number(rng)])) for _ in range(rng.randrange(1, 4))
         ]
         deletes.append(
-            _varuint(client)
-            + _varuint(len(ranges))
-            + b"".join(_varuint(c) + _varuint(n) for c, n in ranges)
+            varuint(client)
+            + varuint(len(ranges))
+            + b"".join(varuint(c) + varuint(n) for c, n in ranges)
         )
-    return out + _varuint(len(deletes)) + b"".join(deletes)
+    return out + varuint(len(deletes)) + b"".join(deletes)
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
@@ -281,7 +267,7 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
         elif roll < 0.6:
             out[pos:pos] = rng.randbytes(rng.randrange(1, 9))
         elif roll < 0.75:
-            out[pos : pos + 1] = _varuint(rng.choice(EXTREMES))
+            out[pos : pos + 1] = varuint(rng.choice(EXTREMES))
         elif roll < 0.85:
             start = rng.randrange(len(out))
             out[pos:pos] = out[start : start + rng.randrange(1, 64)]

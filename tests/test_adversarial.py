@@ -150,3 +150,49 @@ def test_unknown_kinds_do_not_grow_the_counters() -> None:
     assert engine.stats["malformed"] == 1
     assert engine.stats["handler_error"] == 0
     assert len(engine.stats) < 20
+
+
+def test_parts_that_wait_for_earlier_structs_are_all_released_when_these_come() -> None:
+    a, b = StoreReplica("s", client_id=1), StoreReplica("s", client_id=2)
+    a.set("a", 1)
+    b.set("b", 1)
+    first = merge_updates(*a.take_outbox(), *b.take_outbox())
+    a.set("a", 2)
+    b.set("b", 2)
+    a.delete("a")
+    later = [*a.take_outbox(), *b.take_outbox()]
+    c = StoreReplica("s", client_id=3)
+    for update in later:
+        assert c.apply(update) == []  # held: their writers' earlier structs are missing
+    assert dict(c.items()) == {}
+    applied = c.apply(first)
+    assert len(applied) > len(later)  # the first, then every held part (for relaying)
+    assert dict(c.items()) == {"b": 2}
+    assert not c._held_blocks and not c._held_deletes
+    assert c.state_vector_dict() == merge_sv(a, b)
+
+
+def merge_sv(*replicas: StoreReplica) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for replica in replicas:
+        out.update(replica.state_vector_dict())
+    return out
+
+
+def test_deletions_of_items_not_here_yet_wait_once_and_apply_when_they_come() -> None:
+    """A deletion ahead of its item is held (once, however often it is resent), then
+    applied when the item arrives: on every peer, the writer included."""
+    writer = StoreReplica("s", client_id=21)
+    writer.set("a", 1)
+    ahead = b"\x00\x01\x15\x01\x02\x01"  # delete (21, 2): the writer's next entry
+    receiver = StoreReplica("s", client_id=22)
+    receiver.apply(writer.diff())
+    for replica in (writer, receiver):
+        for _ in range(50):
+            assert replica.apply(ahead) == []
+        assert replica._held_deletes == {21: [(2, 1)]}
+    writer.set("b", 2)  # entry (21, 2): the held deletion applies at the writer too
+    for delta in writer.take_outbox():
+        receiver.apply(delta)
+    assert dict(writer.items()) == dict(receiver.items()) == {"a": 1}
+    assert not writer._held_deletes and not receiver._held_deletes
