@@ -162,8 +162,9 @@ class _Link:
     last_sent: float
     reassembler: wire.Reassembler
     remote_states: dict[str, sv.StateVector] = field(default_factory=dict)
-    # state vectors as received, decoded only when someone looks (most never are)
-    unread_states: list[tuple[str, bytes]] = field(default_factory=list)
+    # the last state vector reported per store, decoded only when someone looks (most
+    # never are; a peer's state only grows, so the last report says it all)
+    unread_states: dict[str, bytes] = field(default_factory=dict)
     remote_digests: dict[str, bytes] = field(default_factory=dict)  # of their deletions
     remote_links: set[str] | None = None
     synced_once: bool = False  # the peer's SYNC (its full state) has arrived
@@ -473,13 +474,11 @@ class SyncEngine:
         digests of its deletions (reported with them)."""
         for name, encoded in states.items():
             if self._remote_store(link, name) is not None:
-                link.unread_states.append((name, encoded))
+                link.unread_states[name] = encoded
                 if digests is not None and name in digests:
                     link.remote_digests[name] = digests[name]
                 else:  # (UPDATEs carry none: digests cost too much per batch)
                     link.remote_digests.pop(name, None)
-        if len(link.unread_states) > 64:
-            self._settle(link)
 
     def _settle(self, link: _Link) -> dict[str, sv.StateVector]:
         """Decode the reports received since the last look; returns what the peer holds.
@@ -490,9 +489,9 @@ class SyncEngine:
         """
         unread = link.unread_states
         if unread:
-            link.unread_states = []
+            link.unread_states = {}
             remote_states = link.remote_states
-            for name, encoded in unread:
+            for name, encoded in unread.items():
                 replica = self._stores.get(name)
                 if replica is None:
                     continue
@@ -519,12 +518,15 @@ class SyncEngine:
         return link.remote_states
 
     def _apply(self, source: _Link, incoming: dict[str, list[bytes]], used: int) -> None:
+        """Read every update of a message, then apply them: a message over the item
+        budget is refused whole, an invalid update alone."""
         budget = self.config.max_message_items - used
+        checked: list[tuple[str, StoreReplica, list[updates.Update]]] = []
         for name, deltas in incoming.items():
             replica = self._remote_store(source, name)
             if replica is None:
                 continue
-            fresh: list[tuple[bytes, int]] = []
+            reads: list[updates.Update] = []
             for delta in deltas:
                 try:
                     read = updates.read(
@@ -537,9 +539,14 @@ class SyncEngine:
                     log.debug("dropped an update for %r from %s: %s", name, source.peer, exc)
                     self._violation(source, exc.reason)
                     if exc.reason == "too_many_items":
-                        return  # the rest of this message is refused with it
+                        return
                     continue
                 budget -= read.units
+                reads.append(read)
+            checked.append((name, replica, reads))
+        for name, replica, reads in checked:
+            fresh: list[tuple[bytes, int]] = []
+            for read in reads:
                 try:
                     fresh.extend(replica.apply_items(read))
                 except UpdateError as exc:
@@ -548,8 +555,6 @@ class SyncEngine:
                 if replica.held_dropped:
                     self.stats["held_dropped"] += replica.held_dropped
                     replica.held_dropped = 0
-            if self._links.get(source.peer) is not source:
-                return  # closed for misbehaving meanwhile
             # Ack even what was known already: the sender may be waiting on our state.
             self._ack(source, name)
             if not fresh:

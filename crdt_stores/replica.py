@@ -270,7 +270,9 @@ class StoreReplica:
         self._txn_new_arrays: dict[str, Any] = {}
         self._txn_rebuild = False
         self._sv: bytes | None = None
-        self._sv_dict: _statevector.StateVector | None = None
+        # Kept up to date by the code that changes it (decoding it again after every
+        # transaction cost more than the rest of applying a small update).
+        self._sv_dict: _statevector.StateVector | None = {}
         self._digest: bytes | None = None
         # Dropping a subscription unsubscribes it. The callbacks hold the replica
         # weakly: a cycle through pycrdt's Rust objects is invisible to Python's
@@ -320,6 +322,7 @@ class StoreReplica:
         return self._sv
 
     def state_vector_dict(self) -> _statevector.StateVector:
+        """The state vector as a dict (this replica's own; do not modify)."""
         if self._sv_dict is None:
             self._sv_dict = _statevector.decode(self.state_vector())
         return self._sv_dict
@@ -464,9 +467,11 @@ class StoreReplica:
         self._local = True
         try:
             mine = self._arrays.get(self._me)
+            structs = len(blobs)
             if mine is None:  # the array comes first: it is this writer's struct 0
                 mine = self._arrays[self._me] = self._writers.insert_array_prelim(txn, self._me)
                 self._mirrors[self._me] = []
+                structs += 1
             mirror = self._mirrors[self._me]
             base = len(mirror)
             for offset, blob in enumerate(blobs):
@@ -474,6 +479,8 @@ class StoreReplica:
             doomed = self._delete(txn, dead) if dead else {}
         finally:
             self._commit(txn)
+        if structs and self._sv_dict is not None:
+            self._sv_dict[self._author] = self._sv_dict.get(self._author, 0) + structs
         # items: a struct and a value per entry, the array, a delete range per dead entry
         self._take_txn_update(2 * len(blobs) + 1 + len(dead or ()))
         for offset, entry in enumerate(entries):
@@ -593,7 +600,9 @@ class StoreReplica:
                 queue.extend(self._take_released())
         return applied
 
-    def _admit(self, update: updates.Update) -> tuple[bytes, dict[bytes, ParsedEntry]] | None:
+    def _admit(
+        self, update: updates.Update
+    ) -> tuple[bytes, dict[bytes, ParsedEntry], dict[int, int]] | None:
         """What of ``update`` can be applied now; the rest is held (or dropped if over budget)."""
         have = self.state_vector_dict()
         known = dict(have)
@@ -619,11 +628,12 @@ class StoreReplica:
                 if end > upto:
                     whole = False
                     self._hold_delete(client, max(clock, upto), end)
+        ends = {block.client: block.end for block in ready}
         if whole:
-            return update.data, update.entries
+            return update.data, update.entries, ends
         if not ready and not deletes:
             return None
-        return updates.encode(map(update.block_bytes, ready), deletes), update.entries
+        return updates.encode(map(update.block_bytes, ready), deletes), update.entries, ends
 
     def _hold_block(self, client: int, clock: int, end: int, block: bytes) -> None:
         data = updates.encode([block], {})
@@ -694,7 +704,9 @@ class StoreReplica:
         for update in self._take_released():
             self.apply(update)
 
-    def _apply_checked(self, update: bytes, entries: dict[bytes, ParsedEntry]) -> bool:
+    def _apply_checked(
+        self, update: bytes, entries: dict[bytes, ParsedEntry], ends: dict[int, int]
+    ) -> bool:
         """Hand a checked update to Yrs; returns whether it changed anything here.
 
         If Yrs fails part way (it should not, given the checks), the transaction it
@@ -718,11 +730,17 @@ class StoreReplica:
             failure = failure or exc
         if failure is not None:
             self._parsed = {}
+            self._sv_dict = None  # read it from the document again
             self._reset_transaction_state()
             changes = self._rebuild()
             if changes and self.on_change is not None:
                 self.on_change(changes, False)
             raise UpdateError(f"bad Yjs update: {type(failure).__name__}: {failure}")
+        sv = self._sv_dict
+        if sv is not None:
+            for client, end in ends.items():  # checked: every ready block integrates
+                if end > sv.get(client, 0):
+                    sv[client] = end
         changed = bool(
             self._txn_inserted or self._txn_removed or self._txn_new_arrays or self._txn_rebuild
         )
@@ -753,7 +771,6 @@ class StoreReplica:
             if update and update != _EMPTY_UPDATE:
                 self._txn_update = update
         self._sv = None
-        self._sv_dict = None
         self._digest = None
 
     def _on_events(self, events: list[Any]) -> None:  # pycrdt's Rust event objects

@@ -332,8 +332,11 @@ class Finding(Exception):
 
 
 def _consistent(replica: Any) -> None:
+    from crdt_stores import _statevector
     from crdt_stores.replica import StoreReplica
 
+    if replica.state_vector_dict() != _statevector.decode(replica.state_vector()):
+        raise Finding("the replica's state vector disagrees with its document's")
     fresh = StoreReplica(
         replica.name, client_id=replica.client_id + 1 if replica.client_id < 2**52 else 1
     )

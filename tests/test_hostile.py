@@ -579,3 +579,14 @@ def test_a_dropped_replica_is_freed() -> None:
     del replica
     gc.collect()
     assert ref() is None
+
+
+def test_a_message_over_the_item_budget_is_refused_whole() -> None:
+    engine = victim(SyncConfig(max_message_items=2_000))
+    _, small = attacks.own_entries(31, attacks.entry("small", 1, 1))
+    _, big = attacks.own_entries(32, *(attacks.entry(f"k{i}", i, 1) for i in range(1_500)))
+    message = attacks.message(attacks.UPDATE, {"s": [small], "t": [big, big]}, {})
+    for frame in attacks.chunked(message, 5):
+        engine.receive("m", frame, 0.0)
+    assert engine.stats["too_many_items"] == 1
+    assert "small" not in engine.store("s")  # nothing of it applied, not even the first
