@@ -416,11 +416,12 @@ class StoreReplica:
         entries: list[Entry] = []
         blobs: list[bytes] = []
         dead: list[Entry] = []
+        by_key = self._by_key
         for key, op, payload, blob in ops:
             entry = Entry(key, op, payload, order)
             entries.append(entry)
             blobs.append(encode_entry(key, op, blob, tail))
-            existing = self._by_key.get(key)
+            existing = by_key.get(key)
             if existing and lamport < LAMPORT_MAX:  # (at the saturated clock: no compaction)
                 if op in (SET, DELETE):
                     dead.extend(existing)  # our own reset, ordered last: all of it is dead
@@ -433,7 +434,6 @@ class StoreReplica:
                 self._forget(self._append(blobs[start:stop], entries[start:stop], dead), dead)
         self._lamport = lamport
         # This replica knows what it changed: no need to decode its own observer events.
-        by_key = self._by_key
         values = self._values
         changes: dict[str, Any] = {}
         for entry in entries:
@@ -520,6 +520,16 @@ class StoreReplica:
 
     def _forget(self, doomed: dict[str, list[int]], dead: list[Entry]) -> None:
         """Drop deleted entries from the mirrors and key lists (after a local delete)."""
+        if len(dead) == 1:  # the usual overwrite
+            entry = dead[0]
+            (index,) = doomed[entry.writer]
+            del self._mirrors[entry.writer][index]
+            assert entry.key is not None
+            entries = self._by_key[entry.key]
+            entries.remove(entry)
+            if not entries:
+                del self._by_key[entry.key]
+            return
         for writer, indices in doomed.items():
             mirror = self._mirrors[writer]
             for start, length in _runs(indices):  # last run first: indices stay valid

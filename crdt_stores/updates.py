@@ -299,10 +299,17 @@ def read(
         if units > max_units:
             raise _too_many(max_units)
         ranges = deletes.setdefault(client, [])
-        uint = reader.uint
+        pos = reader.pos
         for _ in range(count):
-            clock = uint()
-            length = uint()
+            if pos + 1 < end and data[pos] < 0x80 and data[pos + 1] < 0x80:
+                clock = data[pos]  # one-byte clock and length, inline
+                length = data[pos + 1]
+                pos += 2
+            else:
+                reader.pos = pos
+                clock = reader.uint()
+                length = reader.uint()
+                pos = reader.pos
             if length == 0 or clock + length > MAX_CLOCK:
                 raise InvalidUpdate("bad delete range")
             if clock == 0:  # never delete an array: clip its slot out
@@ -311,6 +318,7 @@ def read(
                 if not length:
                     continue
             ranges.append((clock, length))
+        reader.pos = pos
         if not ranges:
             del deletes[client]
     if reader.pos != len(data):
