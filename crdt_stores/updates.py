@@ -154,14 +154,6 @@ class _Reader:
             raise InvalidUpdate(str(exc)) from None
         return value
 
-    def expect_at(self, pos: int, raw: bytes) -> bool:
-        """Move past ``raw`` at ``pos`` if the data holds it there."""
-        end = pos + len(raw)
-        if self.data[pos:end] != raw:
-            return False
-        self.pos = end
-        return True
-
     def expect(self, raw: bytes) -> bool:
         """Skip ``raw`` if the data continues with it (a client id, encoded)."""
         end = self.pos + len(raw)
@@ -346,6 +338,8 @@ def _read_struct(
         if length == 0 or clock == 0:
             raise InvalidUpdate("bad garbage-collected range")
         return _bounded(Struct(clock, length, start, reader.pos, info))
+    if ref == _SKIP:
+        raise InvalidUpdate("a Skip struct (a gap in a merged update) is never sent")
     if ref not in (_DELETED, _TYPE, _ANY):
         raise InvalidUpdate(f"struct of content type {ref} is not part of the store layout")
     struct = Struct(clock, 0, start, 0, info)
