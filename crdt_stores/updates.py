@@ -254,12 +254,7 @@ def read(
                         raise InvalidUpdate("truncated update")
                     reader.pos = stop
                     if check is not None and clock >= known:
-                        blob = data[start:stop]
-                        if blob not in check:
-                            try:
-                                check[blob] = parse_entry(blob, max_value_bytes)
-                            except EntryError as exc:
-                                raise InvalidUpdate(f"bad entry: {exc}") from None
+                        _check_entry(check, data[start:stop], max_value_bytes)
                     length = 1
                 else:
                     length = reader.uint()
@@ -422,14 +417,18 @@ def _read_entries(
         if pos > end:
             raise InvalidUpdate("truncated update")
         if entries is not None and clock + i >= known:  # (Yrs skips what it holds)
-            blob = data[at:pos]
-            if blob not in entries:
-                try:
-                    entries[blob] = parse_entry(blob, max_value_bytes)
-                except EntryError as exc:
-                    raise InvalidUpdate(f"bad entry: {exc}") from None
+            _check_entry(entries, data[at:pos], max_value_bytes)
     reader.pos = pos
     return values
+
+
+def _check_entry(entries: dict[bytes, ParsedEntry], blob: bytes, max_value_bytes: int) -> None:
+    """Parse ``blob`` into ``entries`` (once per distinct entry), or refuse the update."""
+    if blob not in entries:
+        try:
+            entries[blob] = parse_entry(blob, max_value_bytes)
+        except EntryError as exc:
+            raise InvalidUpdate(f"bad entry: {exc}") from None
 
 
 def _same_client_earlier(reader: _Reader, client: bytes, clock: int) -> int:
