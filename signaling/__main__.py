@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("CRDT_STORES_SECRET"),
         help="HS256 secret for join tokens (or CRDT_STORES_SECRET); without it the server is open",
     )
+    parser.add_argument(
+        "--max-ttl",
+        type=float,
+        default=24 * 3600.0,
+        help="refuse tokens that expire further ahead, in seconds (default 86400: 24 h)",
+    )
     parser.add_argument("--max-peers", type=int, default=64, help="peers per room (default 64)")
     parser.add_argument(
         "--rate", type=float, default=20.0, help="messages per second per connection"
@@ -34,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def serve(args: argparse.Namespace) -> None:
     limits = Limits(max_peers_per_room=args.max_peers, messages_per_second=args.rate)
-    server = SignalingServer(args.host, args.port, secret=args.secret, limits=limits)
+    server = SignalingServer(
+        args.host, args.port, secret=args.secret, max_token_ttl=args.max_ttl, limits=limits
+    )
     await server.start()
     mode = "tokens required" if server.secret else "OPEN (no --secret: anyone can join any room)"
     print(f"signaling server listening on {server.url} - {mode}", flush=True)

@@ -25,7 +25,7 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .tokens import TokenError, verify_token
+from .tokens import DEFAULT_MAX_TTL, MAX_NAME_LENGTH, TokenError, verify_token
 
 __all__ = ["CLOSE_CODES", "Limits", "SignalingServer"]
 
@@ -43,8 +43,6 @@ CLOSE_CODES = {
     "peer-id-taken": 4009,
     "join-timeout": 4010,
 }
-
-MAX_NAME_LENGTH = 256
 
 
 @dataclass(frozen=True)
@@ -98,6 +96,7 @@ class SignalingServer:
         port: int = 8787,
         *,
         secret: str | None = None,
+        max_token_ttl: float = DEFAULT_MAX_TTL,
         limits: Limits | None = None,
         ping_interval: float = 5.0,
         ping_timeout: float = 10.0,
@@ -105,6 +104,7 @@ class SignalingServer:
         self.host = host
         self.port = port
         self.secret = secret or None
+        self.max_token_ttl = max_token_ttl
         self.limits = limits or Limits()
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -252,7 +252,9 @@ class SignalingServer:
             return False
         if self.secret is not None:
             try:
-                peer_id = verify_token(self.secret, message.get("token"), room, peer_id)
+                peer_id = verify_token(
+                    self.secret, message.get("token"), room, peer_id, self.max_token_ttl
+                )
             except TokenError as exc:
                 log.info("refused a join of room %r: %s", room, exc.reason)
                 await self._refuse(client, exc.code, exc.reason)

@@ -6,9 +6,13 @@ import time
 
 import jwt
 
-__all__ = ["TokenError", "mint_token", "verify_token"]
+__all__ = ["DEFAULT_MAX_TTL", "MAX_NAME_LENGTH", "TokenError", "mint_token", "verify_token"]
 
 LEEWAY_SECONDS = 5  # clock skew tolerated on the expiry
+DEFAULT_MAX_TTL = 24 * 3600.0
+"""How far ahead a token's expiry may be (``--max-ttl``): a leaked token stops working."""
+MAX_NAME_LENGTH = 256
+"""Longest room name and peer id (characters), in tokens as in join messages."""
 
 
 class TokenError(Exception):
@@ -31,8 +35,19 @@ def mint_token(secret: str, room: str, peer_id: str, ttl: float = 3600.0) -> str
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def verify_token(secret: str, token: object, room: str, peer_id: str | None) -> str:
-    """Check ``token`` for a join of ``room``; returns the peer id it was minted for."""
+def verify_token(
+    secret: str,
+    token: object,
+    room: str,
+    peer_id: str | None,
+    max_ttl: float = DEFAULT_MAX_TTL,
+) -> str:
+    """Check ``token`` for a join of ``room``; returns the peer id it was minted for.
+
+    PyJWT checks the signature, the algorithm and the expiry; this adds what it lets
+    through: an expiry that is not a number, or is more than ``max_ttl`` ahead, and
+    names past the signaling limits.
+    """
     if not token:
         raise TokenError("auth-required", "this server requires a join token")
     if not isinstance(token, str):
@@ -55,11 +70,25 @@ def verify_token(secret: str, token: object, room: str, peer_id: str | None) -> 
         raise TokenError("auth-invalid", f"the token lacks the {exc.claim!r} claim") from None
     except jwt.InvalidTokenError as exc:
         raise TokenError("auth-invalid", f"the token is not valid: {exc}") from None
-    if claims["room"] != room:
-        raise TokenError("auth-room", f"the token is for room {claims['room']!r}, not {room!r}")
+    expiry = claims["exp"]
+    if type(expiry) not in (int, float):  # PyJWT takes "1796080016" (a string) too
+        raise TokenError("auth-invalid", "the token's expiry (exp) must be a number")
+    if expiry > time.time() + max_ttl + LEEWAY_SECONDS:
+        raise TokenError(
+            "auth-invalid",
+            f"the token expires more than {max_ttl:.0f} s ahead (the server's limit)",
+        )
+    token_room = claims["room"]
+    if not isinstance(token_room, str) or not 0 < len(token_room) <= MAX_NAME_LENGTH:
+        raise TokenError("auth-invalid", "the token's room is not a name")
+    if token_room != room:
+        raise TokenError("auth-room", f"the token is for room {token_room[:64]!r}, not {room!r}")
     subject = claims["sub"]
-    if not isinstance(subject, str) or not subject:
-        raise TokenError("auth-invalid", "the token's peer id is not a string")
+    if not isinstance(subject, str) or not 0 < len(subject) <= MAX_NAME_LENGTH:
+        raise TokenError(
+            "auth-invalid",
+            f"the token's peer id is not a name of 1 to {MAX_NAME_LENGTH} characters",
+        )
     if peer_id is not None and peer_id != subject:
         raise TokenError("auth-peer", f"the token is for peer id {subject!r}, not {peer_id!r}")
     return subject

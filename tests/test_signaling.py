@@ -215,6 +215,35 @@ def test_token_round_trip_and_reasons() -> None:
 
 
 @pytest.mark.parametrize(
+    ("label", "claims", "fragment"),
+    [
+        ("expiry in year 9999", {"exp": 253402300799}, "more than 86400 s ahead"),
+        ("expiry a day and an hour ahead", {"exp": 90000}, "more than 86400 s ahead"),
+        ("expiry as a string", {"exp": "EXP"}, "must be a number"),
+        ("peer id of 10 KB", {"sub": "x" * 10_000}, "peer id is not a name"),
+        ("room of 10 KB", {"room": "r" * 10_000}, "room is not a name"),
+        ("peer id not a string", {"sub": 42}, "must be a string"),  # (PyJWT checks this one)
+    ],
+)
+def test_tokens_past_the_limits_are_refused(label, claims, fragment) -> None:
+    """Signaling-trust row 5: PyJWT accepts all of these; the server must not."""
+    now = int(time.time())
+    base = {"room": "room", "sub": "alice", "exp": now + 60}
+    base.update(claims)
+    if base["exp"] == 90000:
+        base["exp"] = now + 90000
+    if base["exp"] == "EXP":
+        base["exp"] = str(now + 60)
+    token = jwt.encode(base, SECRET, algorithm="HS256")
+    with pytest.raises(TokenError, match=fragment) as info:
+        verify_token(SECRET, token, base["room"] if isinstance(base["room"], str) else "room", None)
+    assert info.value.code == "auth-invalid"
+    # the limit is the server's to set
+    if label.startswith("expiry a day"):
+        assert verify_token(SECRET, token, "room", None, max_ttl=2 * 86400) == "alice"
+
+
+@pytest.mark.parametrize(
     ("label", "make_token", "fragment"),
     [
         ("missing", lambda: None, "requires a join token"),
