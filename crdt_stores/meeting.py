@@ -17,8 +17,8 @@ __all__ = ["Meeting", "PeerEvent"]
 
 log = logging.getLogger("crdt_stores")
 
-PeerEvent = Literal["peer_joined", "peer_left", "peer_misbehaved"]
-_EVENTS: tuple[str, ...] = ("peer_joined", "peer_left", "peer_misbehaved")
+PeerEvent = Literal["peer_joined", "peer_left", "peer_misbehaved", "signal_refused"]
+_EVENTS: tuple[str, ...] = ("peer_joined", "peer_left", "peer_misbehaved", "signal_refused")
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SyncConfig)}
 _BUSY_BATCH = 8  # local deltas in one flush that mean "writes are streaming"
 
@@ -41,6 +41,7 @@ class Meeting:
         peer_id: str | None = None,
         ice_servers: list[Any] | None = None,
         ice_addresses: list[str] | None = None,
+        room_key: str | bytes | None = None,
         **options: Any,
     ) -> None:
         if not isinstance(room, str) or not room:
@@ -51,6 +52,7 @@ class Meeting:
         self._requested_peer_id = peer_id
         self._ice_servers = ice_servers
         self._ice_addresses = ice_addresses
+        self._room_key = room_key
         self._tick_interval = float(options.pop("tick_interval", 0.05))
         self._flush_interval = float(options.pop("flush_interval", 0.005))
         self._max_buffered = int(options.pop("max_buffered_bytes", 4 * 1024 * 1024))
@@ -142,6 +144,7 @@ class Meeting:
             peer_id=self._requested_peer_id,
             ice_servers=self._ice_servers,
             ice_addresses=self._ice_addresses,
+            room_key=self._room_key,
             **self._transport_options,
         )
 
@@ -192,8 +195,12 @@ class Meeting:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters of the sync engine (frames, bytes, dropped input by reason...)."""
-        return {} if self._engine is None else dict(self._engine.stats)
+        """Counters of the sync engine (frames, bytes, dropped input by reason...) and of
+        the transport (``signals_refused``, ``offers_answered``...)."""
+        counters = {} if self._engine is None else dict(self._engine.stats)
+        if self._transport is not None:
+            counters.update(self._transport.stats)
+        return counters
 
     def __repr__(self) -> str:
         who = self._transport.peer_id if self._transport and self._engine else "?"
@@ -204,7 +211,9 @@ class Meeting:
     def on(self, event: PeerEvent, callback: Callable[..., Any]) -> None:
         """Call ``callback(peer_id)`` on ``"peer_joined"`` or ``"peer_left"``, and
         ``callback(peer_id, reason)`` on ``"peer_misbehaved"`` (a link closed after too
-        much invalid input; ``reason`` names the last violation). May be async."""
+        much invalid input; ``reason`` names the last violation) and on
+        ``"signal_refused"`` (an offer or answer claiming to come from ``peer_id`` was
+        refused: a seal that does not verify, a replay, a flood). May be async."""
         if event not in self._listeners:
             raise ValueError(f"unknown event {event!r}; known: {', '.join(_EVENTS)}")
         if callback not in self._listeners[event]:
@@ -285,6 +294,9 @@ class Meeting:
             self._schedule_flush()
         elif self._waiters:
             self._check_synced()
+
+    def signal_refused(self, peer: str, reason: str) -> None:
+        self._emit("signal_refused", peer, reason)
 
     def _engine_events(self) -> None:
         """Act on what the engine reports: links it closed for misbehaving."""

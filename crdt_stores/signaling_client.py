@@ -55,6 +55,8 @@ class SignalingClient:
         self.open_timeout = open_timeout
         self.max_backoff = max_backoff
         self.connected = False
+        self.resume: str | None = None  # from the welcome: proves a reconnect is this client
+        self.heartbeat: float | None = None  # the server closes sockets silent for longer
         self._ws: ClientConnection | None = None
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
@@ -90,6 +92,7 @@ class SignalingClient:
                         "room": self.room,
                         "peer_id": self.peer_id,
                         "token": self.token,
+                        "resume": self.resume,
                     }
                 )
             )
@@ -112,6 +115,14 @@ class SignalingClient:
                 raise AuthError(f"join refused: {reason}", code=code)
             raise JoinError(f"join refused: {reason}", code=code)
         self.peer_id = str(reply["peer_id"])
+        resume = reply.get("resume")
+        self.resume = resume if isinstance(resume, str) else None
+        heartbeat = reply.get("heartbeat")
+        self.heartbeat = None
+        number = isinstance(heartbeat, (int, float)) and not isinstance(heartbeat, bool)
+        if number and heartbeat > 0:  # type: ignore[operator]  # NaN is not
+            # A hostile server must not make this client spin, nor overflow a timer.
+            self.heartbeat = min(max(float(heartbeat), 0.2), 3600.0)  # type: ignore[arg-type]
         self.connected = True
         return ws, [str(p) for p in reply.get("peers", [])]
 
@@ -119,11 +130,14 @@ class SignalingClient:
         """Read messages; when the server goes away, reconnect with backoff."""
         while not self._closing:
             assert self._ws is not None
+            beat = asyncio.create_task(self._heartbeat(self._ws))
             try:
                 async for raw in self._ws:
                     self._dispatch(raw)
             except ConnectionClosed:
                 pass
+            finally:
+                beat.cancel()
             self.connected = False
             if self._closing:
                 return
@@ -143,6 +157,15 @@ class SignalingClient:
                 log.info("signaling server %s is back; registered again", self.url)
                 self.handler.signaling_restored(peers)
                 break
+
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        """Tell the server this socket is alive (it expires silent ones), as often as it asks."""
+        if self.heartbeat is None:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(self.heartbeat)
+                await ws.send('{"type":"ping"}')
 
     def _dispatch(self, raw: str | bytes) -> None:
         try:

@@ -20,11 +20,16 @@ class TransportHandler(Protocol):
     def frame(self, peer: str, data: bytes) -> None:
         """One frame arrived from ``peer``."""
 
+    def signal_refused(self, peer: str, reason: str) -> None:
+        """A signal claiming to come from ``peer`` was refused (forged, replayed, a flood)."""
+
 
 class Transport(ABC):
     """A mesh of links to the other peers of one room."""
 
     peer_id: str
+    stats: dict[str, int]
+    """Counters of the transport (signals refused, offers answered...)."""
 
     @abstractmethod
     async def start(self, handler: TransportHandler) -> None:

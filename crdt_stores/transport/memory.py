@@ -271,6 +271,7 @@ class MemoryTransport(Transport):
         self.network = network
         self.room = room
         self.peer_id = peer_id
+        self.stats: dict[str, int] = {}
         self._handler: TransportHandler | None = None
         self._links: dict[MemoryTransport, _Link] = {}
 

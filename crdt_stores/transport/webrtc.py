@@ -12,6 +12,11 @@
   stream reset, whereas ``pc.close()`` alone aborts SCTP and drops it.
 * Frame handlers are guarded: an exception never reaches aiortc, which would
   otherwise tear the connection down.
+* Offers are answered only from peers signaling listed in the room, at most
+  ``max_negotiations`` at a time and a few per peer per second, with a bounded
+  number of ICE candidates: a flood of offers cannot make this peer send ICE
+  checks wherever the flooder points. With a room key every signal is sealed
+  (``crdt_stores.sealing``); one that does not open is refused and reported.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +42,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from ..sealing import ROOM_KEY_ENV, SealError, SignalSealer
 from ..signaling_client import SignalingClient
 from .base import Transport, TransportHandler
 
@@ -45,6 +52,14 @@ log = logging.getLogger("crdt_stores.webrtc")
 
 ICE_ADDRESSES_ENV = "CRDT_STORES_ICE_ADDRESSES"
 _CHANNEL_ID = 0
+MAX_NEGOTIATIONS = 8
+"""Offers answered at once (links not yet open): more wait for a retry by the offerer."""
+OFFERS_PER_SECOND = 0.5
+OFFER_BURST = 4
+"""Offers answered per peer: an honest peer offers once, and re-offers with backoff."""
+MAX_CANDIDATES = 16
+"""ICE candidates accepted in one description (each one is a target for ICE checks)."""
+MAX_SDP_CHARS = 32 * 1024
 
 _ice_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
     "crdt_stores_ice_addresses", default=None
@@ -127,6 +142,8 @@ class WebRTCTransport(Transport):
         join_timeout: float = 15.0,
         left_grace: float = 2.5,
         retry_backoff: float = 1.0,
+        room_key: str | bytes | None = None,
+        max_negotiations: int = MAX_NEGOTIATIONS,
     ) -> None:
         self.url = url
         self.room = room
@@ -142,6 +159,12 @@ class WebRTCTransport(Transport):
         self._join_timeout = join_timeout
         self._left_grace = left_grace
         self._retry_backoff = retry_backoff
+        if room_key is None:
+            room_key = os.environ.get(ROOM_KEY_ENV) or None
+        self._sealer = SignalSealer(room_key, room) if room_key else None
+        self._max_negotiations = max_negotiations
+        self._offer_budget: dict[str, tuple[float, float]] = {}  # peer -> (tokens, stamp)
+        self.stats: dict[str, int] = {}
         self._handler: TransportHandler | None = None
         self._signaling: SignalingClient | None = None
         self._peers: dict[str, _Peer] = {}
@@ -225,6 +248,7 @@ class WebRTCTransport(Transport):
     def peer_left(self, peer: str) -> None:
         self._present.discard(peer)
         self._attempts.pop(peer, None)
+        self._offer_budget.pop(peer, None)
         link = self._peers.get(peer)
         if link is None:
             return
@@ -237,22 +261,26 @@ class WebRTCTransport(Transport):
         self._spawn(self._close_if_silent(link, noticed))
 
     def signal(self, peer: str, data: dict[str, Any]) -> None:
+        if self._sealer is not None:
+            try:
+                data = self._sealer.open(peer, self.peer_id, data, time.time())
+            except SealError as exc:
+                self._refuse(peer, exc.reason)
+                return
+        elif "sealed" in data:
+            self._refuse(peer, "sealed signal, but this peer has no room key")
+            return
         kind = data.get("kind")
         session = data.get("session")
         sdp = data.get("sdp")
-        if not isinstance(session, str) or not isinstance(sdp, str):
-            log.warning("ignored a malformed signal from %s", peer)
+        if not isinstance(session, str) or not isinstance(sdp, str) or len(session) > 64:
+            self._refuse(peer, "malformed signal")
+            return
+        if len(sdp) > MAX_SDP_CHARS or sdp.count("a=candidate:") > MAX_CANDIDATES:
+            self._refuse(peer, f"description too large (over {MAX_CANDIDATES} ICE candidates)")
             return
         if kind == "offer":
-            existing = self._peers.get(peer)
-            if existing is not None:
-                crossing = existing.offerer and not existing.opened and not existing.closed
-                if crossing and self.peer_id < peer:
-                    return  # offers crossed: the smaller id's offer wins, this one is dropped
-                self._teardown(existing, retry=False)
-            self._present.add(peer)
-            answering = self._new_peer(peer, offerer=False, session=session)
-            self._spawn(self._answer(answering, sdp), answering)
+            self._offered(peer, session, sdp)
         elif kind == "answer":
             offering = self._peers.get(peer)
             if (
@@ -262,6 +290,51 @@ class WebRTCTransport(Transport):
                 and not offering.closed
             ):
                 self._spawn(self._accept_answer(offering, sdp), offering)
+            else:
+                self._count("answers_ignored")
+
+    def _offered(self, peer: str, session: str, sdp: str) -> None:
+        """Answer an offer, unless it comes from outside the room or too often."""
+        if peer not in self._present:
+            self._refuse(peer, "offer from a peer signaling did not list in the room")
+            return
+        existing = self._peers.get(peer)
+        if existing is not None:
+            crossing = existing.offerer and not existing.opened and not existing.closed
+            if crossing and self.peer_id < peer:
+                return  # offers crossed: the smaller id's offer wins, this one is dropped
+        negotiating = sum(1 for p in self._peers.values() if not p.opened and p is not existing)
+        if negotiating >= self._max_negotiations:
+            self._refuse(peer, f"{negotiating} negotiations already under way")
+            return
+        if not self._take_offer_budget(peer):
+            self._refuse(peer, "offers too often")
+            return
+        if existing is not None:
+            self._teardown(existing, retry=False)
+        self._count("offers_answered")
+        answering = self._new_peer(peer, offerer=False, session=session)
+        self._spawn(self._answer(answering, sdp), answering)
+
+    def _take_offer_budget(self, peer: str) -> bool:
+        now = time.monotonic()
+        tokens, stamp = self._offer_budget.get(peer, (float(OFFER_BURST), now))
+        tokens = min(float(OFFER_BURST), tokens + (now - stamp) * OFFERS_PER_SECOND)
+        if tokens < 1:
+            self._offer_budget[peer] = (tokens, now)
+            return False
+        self._offer_budget[peer] = (tokens - 1, now)
+        return True
+
+    def _refuse(self, peer: str, reason: str) -> None:
+        """A signal not acted on: counted, logged, and reported to the meeting."""
+        self._count("signals_refused")
+        log.warning("refused a signal from %s: %s", peer, reason)
+        if self._handler is not None:
+            self._handler.signal_refused(peer, reason)
+
+    def _count(self, name: str) -> None:
+        self.stats[name] = self.stats.get(name, 0) + 1
 
     def signaling_restored(self, peers: list[str]) -> None:
         self._present = set(peers)
@@ -329,10 +402,14 @@ class WebRTCTransport(Transport):
     async def _send_description(self, link: _Peer, kind: str) -> None:
         """Signal our offer or answer (ICE candidates included: aiortc does not trickle)."""
         assert self._signaling is not None
-        sdp = link.pc.localDescription.sdp
-        if not await self._signaling.signal(
-            link.id, {"kind": kind, "session": link.session, "sdp": sdp}
-        ):
+        payload: dict[str, Any] = {
+            "kind": kind,
+            "session": link.session,
+            "sdp": link.pc.localDescription.sdp,
+        }
+        if self._sealer is not None:
+            payload = self._sealer.seal(self.peer_id, link.id, payload, time.time())
+        if not await self._signaling.signal(link.id, payload):
             self._teardown(link)
 
     async def _accept_answer(self, link: _Peer, sdp: str) -> None:
