@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from .sealing import ROOM_KEY_ENV
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -13,16 +16,24 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _room_key(args: argparse.Namespace) -> int:
+    from .sealing import generate_room_key
+
+    print(generate_room_key())
+    return 0
+
+
 def _peer(args: argparse.Namespace) -> int:
     import asyncio
-    import os
 
     from .shell import run_peer
 
     if args.ice_address:
         os.environ["CRDT_STORES_ICE_ADDRESSES"] = ",".join(args.ice_address)
     try:
-        return asyncio.run(run_peer(args.signaling, args.room, args.name, args.token))
+        return asyncio.run(
+            run_peer(args.signaling, args.room, args.name, args.token, args.room_key)
+        )
     except KeyboardInterrupt:
         return 0
 
@@ -55,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--name", help="peer id (default: assigned by the server or the token)")
     peer.add_argument("--token", help="join token, when the server has a secret")
     peer.add_argument(
+        "--room-key",
+        default=os.environ.get(ROOM_KEY_ENV) or None,
+        help=f"seal signals end to end with this key (or {ROOM_KEY_ENV}); every peer of the "
+        "room needs the same one. Without it the signaling server can read and change "
+        "everything",
+    )
+    peer.add_argument(
         "--ice-address",
         action="append",
         metavar="IP",
@@ -65,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     server = sub.add_parser("signaling", help="run the signaling server")
     add_arguments(server)
     server.set_defaults(run=_signaling)
+
+    room_key = sub.add_parser("room-key", help="print a fresh random room key")
+    room_key.set_defaults(run=_room_key)
 
     token = sub.add_parser("token", help="print a join token for a room and peer id")
     token.add_argument("--secret", required=True, help="the signaling server's secret")

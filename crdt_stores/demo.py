@@ -30,6 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .sealing import ROOM_KEY_ENV, generate_room_key
 from .values import digest
 
 STORES = ("board", "chat", "presence")
@@ -139,9 +140,12 @@ class _Peer:
                     )
 
 
-async def _spawn(url: str, room: str, name: str, seed: int, ops: int, progress: Progress) -> _Peer:
+async def _spawn(
+    url: str, room: str, name: str, seed: int, ops: int, progress: Progress, room_key: str
+) -> _Peer:
     env = dict(os.environ)
     env.setdefault("CRDT_STORES_ICE_ADDRESSES", LOOPBACK)
+    env[ROOM_KEY_ENV] = room_key  # signals sealed end to end, as a real deployment should
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "crdt_stores.demo", "child", url, room, name, str(seed), str(ops),
         stdin=asyncio.subprocess.PIPE,
@@ -177,13 +181,14 @@ async def run_demo(peers: int, ops: int, seed: int, console: Console) -> bool:
     if peers < 3:
         raise SystemExit("the demo needs at least 3 peers (one joins late, one leaves)")
     room = f"demo-{seed}"
+    room_key = generate_room_key()
     names = [f"peer-{i}" for i in range(peers)]
     late, leaver = names[-1], names[1]
     async with SignalingServer(LOOPBACK, 0) as server:
         console.print(
             f"signaling server on [bold]{server.url}[/]; {peers} peer processes over WebRTC "
             f"(loopback only), {ops} operations each; [italic]{late}[/] joins late, "
-            f"[italic]{leaver}[/] leaves midway"
+            f"[italic]{leaver}[/] leaves midway; signals sealed with a fresh room key"
         )
         started = time.perf_counter()
         progress = Progress(
@@ -197,7 +202,7 @@ async def run_demo(peers: int, ops: int, seed: int, console: Console) -> bool:
         )
         with progress:
             early = [
-                await _spawn(server.url, room, n, seed * 1000 + i, ops, progress)
+                await _spawn(server.url, room, n, seed * 1000 + i, ops, progress, room_key)
                 for i, n in enumerate(names[:-1])
             ]
             for peer in early:
@@ -210,7 +215,9 @@ async def run_demo(peers: int, ops: int, seed: int, console: Console) -> bool:
             # the late joiner arrives when the others are half way through
             async with asyncio.timeout(120):
                 await asyncio.gather(*(p.halfway.wait() for p in early))
-            newcomer = await _spawn(server.url, room, late, seed * 1000 + peers, ops, progress)
+            newcomer = await _spawn(
+                server.url, room, late, seed * 1000 + peers, ops, progress, room_key
+            )
             progress.update(newcomer.task, state="joining late")
             await newcomer.expect("joined", 60)
             progress.update(newcomer.task, state="writing")

@@ -167,7 +167,9 @@ class PeerShell:
     _cmd_exit = _cmd_quit
 
 
-async def run_peer(url: str, room: str, name: str | None, token: str | None) -> int:
+async def run_peer(
+    url: str, room: str, name: str | None, token: str | None, room_key: str | None = None
+) -> int:
     """Join and run the shell until ``quit`` or end of input."""
     from .errors import JoinError
 
@@ -175,7 +177,7 @@ async def run_peer(url: str, room: str, name: str | None, token: str | None) -> 
         print(text, file=sys.stderr, flush=True)
 
     try:
-        meeting = await Meeting.join(url, room, peer_id=name, token=token)
+        meeting = await Meeting.join(url, room, peer_id=name, token=token, room_key=room_key)
     except JoinError as exc:
         err(f"error: cannot join: {exc}")
         return 1
@@ -183,6 +185,9 @@ async def run_peer(url: str, room: str, name: str | None, token: str | None) -> 
         err(
             f"joined room {room!r} as {meeting.peer_id}; peers: {sorted(meeting.peers)} (type help)"
         )
+        if room_key is None:
+            err("no room key: the signaling server can read and change what peers exchange")
+        meeting.on("signal_refused", lambda peer, why: err(f"refused a signal from {peer}: {why}"))
         if sys.stdin.isatty():
             await _interactive(meeting, err)
         else:

@@ -34,10 +34,11 @@ def test_demo_converges() -> None:
 class CliPeer:
     """A ``crdt-stores peer`` subprocess driven through its stdin."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, *extra: str) -> None:
         self.proc = spawn(
-            "-m", "crdt_stores.cli", "peer", "--signaling", url, "--room", "r", "--name", name
-        )
+            "-m", "crdt_stores.cli", "peer", "--signaling", url, "--room", "r", "--name", name,
+            *extra,
+        )  # fmt: skip
         self.lines: asyncio.Queue[str] = asyncio.Queue()
         self.errors: asyncio.Queue[str] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -123,6 +124,40 @@ async def test_two_cli_peers_replicate_and_survive_bad_input() -> None:
                     break
                 await asyncio.sleep(0.05)
             assert json.loads(await alice.run("peers")) == []
+        finally:
+            alice.close()
+            bob.close()
+
+
+async def test_cli_peers_with_a_room_key_link_and_refuse_a_peer_without_it() -> None:
+    made = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "crdt_stores.cli", "room-key"],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    key = made.stdout.strip()
+    assert made.returncode == 0 and len(key) >= 43, made
+    async with SignalingServer("127.0.0.1", 0) as server:
+        alice = CliPeer(server.url, "alice", "--room-key", key)
+        bob = CliPeer(server.url, "bob", "--room-key", key)
+        try:
+            assert await alice.run("create notes") == "ok"
+            assert await alice.run('set notes pin "4711"') == "ok"
+            assert await alice.run("sync") == "synced"
+            assert await bob.run("sync") == "synced"
+            assert await bob.run("get notes pin") == '"4711"'
+            mallory = CliPeer(server.url, "mallory")  # no key: warned, and refused by the others
+            try:
+                while "no room key" not in (line := await mallory.errors.get()):
+                    assert not line.startswith("error:"), line
+                while "refused a signal from mallory" not in await asyncio.wait_for(
+                    bob.errors.get(), 20
+                ):
+                    pass
+                assert json.loads(await mallory.run("peers")) == []
+            finally:
+                mallory.close()
+            assert json.loads(await bob.run("peers")) == ["alice"]
         finally:
             alice.close()
             bob.close()

@@ -149,8 +149,17 @@ class TamperingServer:
         me = join["peer_id"]
         others = list(self.members)
         self.members[me] = ws
-        await ws.send(json.dumps({"type": "welcome", "peer_id": me, "room": join["room"],
-                                  "peers": others, "auth": False}))  # fmt: skip
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "welcome",
+                    "peer_id": me,
+                    "room": join["room"],
+                    "peers": others,
+                    "auth": False,
+                }
+            )
+        )
         for other in others:
             await self._send(other, {"type": "peer-joined", "peer_id": me})
         async for raw in ws:
@@ -161,8 +170,9 @@ class TamperingServer:
             if self.tamper:
                 await self._intercept(me, message["to"], message["data"])
             else:
-                await self._send(message["to"], {"type": "signal", "from": me,
-                                                  "data": message["data"]})  # fmt: skip
+                await self._send(
+                    message["to"], {"type": "signal", "from": me, "data": message["data"]}
+                )
 
     async def _pc(self, peer: str) -> tuple[RTCPeerConnection, Any]:
         with webrtc._ice_scope(tuple(LOOPBACK)):
@@ -197,17 +207,26 @@ class TamperingServer:
             with webrtc._ice_scope(tuple(LOOPBACK)):
                 await pc_in.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
                 await pc_in.setLocalDescription(await pc_in.createAnswer())
-            await self._send(sender, {"type": "signal", "from": recipient, "data": {
-                "kind": "answer", "session": session, "sdp": pc_in.localDescription.sdp}})  # fmt: skip
+            answer = {"kind": "answer", "session": session, "sdp": pc_in.localDescription.sdp}
+            await self._send(sender, {"type": "signal", "from": recipient, "data": answer})
             # ...and offer our own connection to the recipient, in the sender's name.
             pc_out, channel_out = await self._pc(recipient)
             self._relay(channel_out, sender)
             self.toward[recipient] = pc_out
             with webrtc._ice_scope(tuple(LOOPBACK)):
                 await pc_out.setLocalDescription(await pc_out.createOffer())
-            await self._send(recipient, {"type": "signal", "from": sender, "data": {
-                "kind": "offer", "session": secrets.token_hex(8),
-                "sdp": pc_out.localDescription.sdp}})  # fmt: skip
+            await self._send(
+                recipient,
+                {
+                    "type": "signal",
+                    "from": sender,
+                    "data": {
+                        "kind": "offer",
+                        "session": secrets.token_hex(8),
+                        "sdp": pc_out.localDescription.sdp,
+                    },
+                },
+            )
         elif kind == "answer" and sender in self.toward:
             with webrtc._ice_scope(tuple(LOOPBACK)):
                 await self.toward[sender].setRemoteDescription(
@@ -217,9 +236,13 @@ class TamperingServer:
 
 async def join(url: str, name: str, **options: Any) -> Meeting:
     return await Meeting.join(
-        url, "vault", peer_id=name, ice_addresses=LOOPBACK, transport_options={"join_timeout": 5},
+        url,
+        "vault",
+        peer_id=name,
+        ice_addresses=LOOPBACK,
+        transport_options={"join_timeout": 5},
         **options,
-    )  # fmt: skip
+    )
 
 
 async def test_without_a_room_key_a_tampering_server_reads_and_relays() -> None:
@@ -240,10 +263,22 @@ async def test_without_a_room_key_a_tampering_server_reads_and_relays() -> None:
 async def test_with_a_room_key_a_tampering_server_reads_nothing_and_links_are_refused() -> None:
     async with TamperingServer(tamper=True) as mitm:
         refused: list[tuple[str, str, str]] = []
-        alice = Meeting(mitm.url, "vault", peer_id="alice", ice_addresses=LOOPBACK,
-                        room_key=KEY, transport_options={"join_timeout": 3})  # fmt: skip
-        bob = Meeting(mitm.url, "vault", peer_id="bob", ice_addresses=LOOPBACK,
-                      room_key=KEY, transport_options={"join_timeout": 3})  # fmt: skip
+        alice = Meeting(
+            mitm.url,
+            "vault",
+            peer_id="alice",
+            ice_addresses=LOOPBACK,
+            room_key=KEY,
+            transport_options={"join_timeout": 3},
+        )
+        bob = Meeting(
+            mitm.url,
+            "vault",
+            peer_id="bob",
+            ice_addresses=LOOPBACK,
+            room_key=KEY,
+            transport_options={"join_timeout": 3},
+        )
         alice.on("signal_refused", lambda peer, why: refused.append(("alice", peer, why)))
         bob.on("signal_refused", lambda peer, why: refused.append(("bob", peer, why)))
         async with alice, bob:
@@ -278,8 +313,14 @@ async def test_a_server_that_alters_or_redirects_sealed_signals_gets_refused() -
     async with Redirecting(tamper=True) as server:
         refused: list[str] = []
         peers = [
-            Meeting(server.url, "vault", peer_id=name, ice_addresses=LOOPBACK, room_key=KEY,
-                    transport_options={"join_timeout": 2})  # fmt: skip
+            Meeting(
+                server.url,
+                "vault",
+                peer_id=name,
+                ice_addresses=LOOPBACK,
+                room_key=KEY,
+                transport_options={"join_timeout": 2},
+            )
             for name in ("a", "b", "c")
         ]
         for peer in peers:
