@@ -187,7 +187,14 @@ async def run_peer(
         )
         if room_key is None:
             err("no room key: the signaling server can read and change what peers exchange")
-        meeting.on("signal_refused", lambda peer, why: err(f"refused a signal from {peer}: {why}"))
+        told: set[tuple[str, str]] = set()
+
+        def refused(peer: str, why: str) -> None:
+            if (peer, why) not in told and len(told) < 256:  # once each, not once per flood
+                told.add((peer, why))
+                err(f"refused a signal from {peer}: {why}")
+
+        meeting.on("signal_refused", refused)
         if sys.stdin.isatty():
             await _interactive(meeting, err)
         else:

@@ -60,6 +60,7 @@ OFFER_BURST = 4
 MAX_CANDIDATES = 16
 """ICE candidates accepted in one description (each one is a target for ICE checks)."""
 MAX_SDP_CHARS = 32 * 1024
+_ICE_UP = ("connected", "completed")
 
 _ice_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
     "crdt_stores_ice_addresses", default=None
@@ -123,6 +124,7 @@ class _Peer:
     opened: bool = False
     closed: bool = False
     last_frame: float = 0.0
+    started: float = field(default_factory=time.monotonic)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
@@ -165,6 +167,7 @@ class WebRTCTransport(Transport):
         self._max_negotiations = max_negotiations
         self._offer_budget: dict[str, tuple[float, float]] = {}  # peer -> (tokens, stamp)
         self.stats: dict[str, int] = {}
+        self._refusals_logged: set[tuple[str, str]] = set()
         self._handler: TransportHandler | None = None
         self._signaling: SignalingClient | None = None
         self._peers: dict[str, _Peer] = {}
@@ -303,18 +306,30 @@ class WebRTCTransport(Transport):
             crossing = existing.offerer and not existing.opened and not existing.closed
             if crossing and self.peer_id < peer:
                 return  # offers crossed: the smaller id's offer wins, this one is dropped
-        negotiating = sum(1 for p in self._peers.values() if not p.opened and p is not existing)
-        if negotiating >= self._max_negotiations:
-            self._refuse(peer, f"{negotiating} negotiations already under way")
-            return
         if not self._take_offer_budget(peer):
             self._refuse(peer, "offers too often")
             return
         if existing is not None:
             self._teardown(existing, retry=False)
+        self._make_room_for_a_negotiation()
         self._count("offers_answered")
         answering = self._new_peer(peer, offerer=False, session=session)
         self._spawn(self._answer(answering, sdp), answering)
+
+    def _make_room_for_a_negotiation(self) -> None:
+        """At the cap, give up the oldest negotiation whose ICE has not connected.
+
+        Links whose ICE checks succeeded are kept (an honest peer gets there in a
+        round trip or two); those stuck in checking are what a flood of offers
+        with made-up candidates leaves behind, and the offerer retries if honest.
+        """
+        negotiating = [p for p in self._peers.values() if not p.opened]
+        if len(negotiating) < self._max_negotiations:
+            return
+        stuck = [p for p in negotiating if p.pc.iceConnectionState not in _ICE_UP]
+        if stuck:
+            self._count("negotiations_evicted")
+            self._teardown(min(stuck, key=lambda p: p.started))
 
     def _take_offer_budget(self, peer: str) -> bool:
         now = time.monotonic()
@@ -329,7 +344,16 @@ class WebRTCTransport(Transport):
     def _refuse(self, peer: str, reason: str) -> None:
         """A signal not acted on: counted, logged, and reported to the meeting."""
         self._count("signals_refused")
-        log.warning("refused a signal from %s: %s", peer, reason)
+        # A flood must not become a flood of log lines: the first of each kind is a warning.
+        first = (peer, reason) not in self._refusals_logged and len(self._refusals_logged) < 1024
+        if first:
+            self._refusals_logged.add((peer, reason))
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "refused a signal from %s: %s",
+            peer,
+            reason,
+        )
         if self._handler is not None:
             self._handler.signal_refused(peer, reason)
 
