@@ -441,8 +441,10 @@ class StoreReplica:
             assert written is not None
             keyed = by_key.setdefault(written, [])
             if keyed and keyed[-1].order >= entry.order:
-                # Only at the saturated clock: equal orders, ordered by content.
+                # Only at the saturated clock: a forged entry may order after ours
+                # (a bigger writer id) or equal to it (then by content), as on every peer.
                 keyed.append(entry)
+                keyed.sort(key=_order)
                 _order_ties(keyed)
                 value = _fold(keyed)
             else:

@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 import cbor2
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from crdt_stores.memory import MemoryNetwork
@@ -335,6 +335,16 @@ class Forger:
         st.one_of(writes(st.integers(0, 3)), FORGERY, FORGERY, NETWORK), min_size=3, max_size=40
     ),
     seed=st.integers(0, 1000),
+)
+@example(  # a local write at the top clock ordered before a forged entry of a bigger writer
+    n_peers=2,
+    program=[
+        ("forge_entries", 1, 2**53 - 1, "s2", [("c", 0, None, 2**64 - 1)], False),
+        ("flow", 1),
+        ("set", 0, "s1", "a", None),
+        ("set", 0, "s2", "c", []),
+    ],
+    seed=0,
 )
 def test_honest_peers_converge_whatever_a_forger_sends(
     n_peers: int, program: list, seed: int
