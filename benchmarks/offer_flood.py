@@ -156,11 +156,11 @@ async def measure(code: Path, duration: float = 20.0) -> dict[str, Any]:
             starting = asyncio.ensure_future(newcomer.__aenter__())
             try:
                 await asyncio.wait_for(asyncio.shield(linked), 30)
+                return time.perf_counter() - began
             except TimeoutError:
                 return None
             finally:
-                await asyncio.wait_for(starting, 30)
-            return time.perf_counter() - began
+                await asyncio.wait_for(starting, 30)  # links to flooders are given up on
 
         joining = asyncio.ensure_future(newcomer_joins())
         while (elapsed := time.perf_counter() - started) < duration:

@@ -4,7 +4,17 @@ Run it with ``python -m signaling --host 127.0.0.1 --port 8787 [--secret S]`` or
 it: ``async with SignalingServer("127.0.0.1", 0) as server: ... server.url``.
 """
 
-from .server import CLOSE_CODES, Limits, SignalingServer
-from .tokens import TokenError, mint_token, verify_token
+from .server import CLOSE_CODES, STAT_NAMES, Limits, SignalingServer
+from .tokens import TokenClaims, TokenError, mint_token, verify_token, verify_token_claims
 
-__all__ = ["CLOSE_CODES", "Limits", "SignalingServer", "TokenError", "mint_token", "verify_token"]
+__all__ = [
+    "CLOSE_CODES",
+    "STAT_NAMES",
+    "Limits",
+    "SignalingServer",
+    "TokenClaims",
+    "TokenError",
+    "mint_token",
+    "verify_token",
+    "verify_token_claims",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import sys
@@ -35,13 +36,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate", type=float, default=20.0, help="messages per second per connection"
     )
+    parser.add_argument(
+        "--reserve",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="keep a departed peer's id for its resume secret this long; in token mode, "
+        "tokens issued before a start need the secret this long after it (default 30)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="close joined sockets that send nothing this long (default 30)",
+    )
+    parser.add_argument(
+        "--max-per-address",
+        type=int,
+        default=32,
+        metavar="N",
+        help="joined peer ids per client address, all rooms together (default 32)",
+    )
+    parser.add_argument(
+        "--trust-proxy",
+        action="append",
+        default=[],
+        type=_ip,
+        metavar="ADDR",
+        help="a reverse proxy whose X-Forwarded-For names the client (repeatable)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every join and leave")
 
 
+def _ip(text: str) -> str:
+    """An IP address argument, refused early when it is not one."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
+
+
 async def serve(args: argparse.Namespace) -> None:
-    limits = Limits(max_peers_per_room=args.max_peers, messages_per_second=args.rate)
+    limits = Limits(
+        max_peers_per_room=args.max_peers,
+        messages_per_second=args.rate,
+        reserve_seconds=args.reserve,
+        idle_timeout=args.idle_timeout,
+        max_joined_per_address=args.max_per_address,
+    )
     server = SignalingServer(
-        args.host, args.port, secret=args.secret, max_token_ttl=args.max_ttl, limits=limits
+        args.host,
+        args.port,
+        secret=args.secret,
+        max_token_ttl=args.max_ttl,
+        limits=limits,
+        trusted_proxies=args.trust_proxy,
     )
     await server.start()
     mode = "tokens required" if server.secret else "OPEN (no --secret: anyone can join any room)"

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import jwt
 
-__all__ = ["DEFAULT_MAX_TTL", "MAX_NAME_LENGTH", "TokenError", "mint_token", "verify_token"]
+__all__ = [
+    "DEFAULT_MAX_TTL",
+    "MAX_NAME_LENGTH",
+    "TokenClaims",
+    "TokenError",
+    "mint_token",
+    "verify_token",
+    "verify_token_claims",
+]
 
 LEEWAY_SECONDS = 5  # clock skew tolerated on the expiry
 DEFAULT_MAX_TTL = 24 * 3600.0
@@ -35,6 +44,17 @@ def mint_token(secret: str, room: str, peer_id: str, ttl: float = 3600.0) -> str
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a verified token says: whom it admits, where, and when it was issued."""
+
+    peer_id: str
+    room: str
+    expires_at: float
+    issued_at: float | None
+    """The ``iat`` claim (seconds since the epoch); ``None`` when the token has none."""
+
+
 def verify_token(
     secret: str,
     token: object,
@@ -44,9 +64,23 @@ def verify_token(
 ) -> str:
     """Check ``token`` for a join of ``room``; returns the peer id it was minted for.
 
+    See ``verify_token_claims`` for the checks; this keeps the older, shorter answer.
+    """
+    return verify_token_claims(secret, token, room, peer_id, max_ttl).peer_id
+
+
+def verify_token_claims(
+    secret: str,
+    token: object,
+    room: str,
+    peer_id: str | None,
+    max_ttl: float = DEFAULT_MAX_TTL,
+) -> TokenClaims:
+    """Check ``token`` for a join of ``room``; returns its claims.
+
     PyJWT checks the signature, the algorithm and the expiry; this adds what it lets
-    through: an expiry that is not a number, or is more than ``max_ttl`` ahead, and
-    names past the signaling limits.
+    through: an expiry or issue time that is not a number, an expiry more than
+    ``max_ttl`` ahead, and names past the signaling limits.
     """
     if not token:
         raise TokenError("auth-required", "this server requires a join token")
@@ -91,4 +125,9 @@ def verify_token(
         )
     if peer_id is not None and peer_id != subject:
         raise TokenError("auth-peer", f"the token is for peer id {subject!r}, not {peer_id!r}")
-    return subject
+    issued = claims.get("iat")
+    if issued is not None and type(issued) not in (int, float):  # PyJWT takes "123" too
+        raise TokenError("auth-invalid", "the token's issue time (iat) must be a number")
+    return TokenClaims(
+        subject, token_room, float(expiry), None if issued is None else float(issued)
+    )

@@ -54,12 +54,15 @@ async def secured():
 
 async def test_rooms_presence_and_routing(server) -> None:
     a, welcome_a = await raw_join(server.url, "r1", "a")
+    resume = welcome_a.pop("resume")
+    assert isinstance(resume, str) and len(resume) >= 32
     assert welcome_a == {
         "type": "welcome",
         "peer_id": "a",
         "room": "r1",
         "peers": [],
         "auth": False,
+        "heartbeat": server.limits.idle_timeout / 3,
     }
     b, welcome_b = await raw_join(server.url, "r1", "b")
     assert welcome_b["peers"] == ["a"]
