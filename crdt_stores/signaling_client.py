@@ -24,6 +24,8 @@ __all__ = ["SignalingClient", "SignalingHandler"]
 log = logging.getLogger("crdt_stores.signaling")
 
 _AUTH_CLOSE_CODE = 4001
+_MAX_NAME = 256  # the signaling server's limit on peer ids
+_MAX_PEERS = 10_000  # peers a welcome may list (a room holds far fewer)
 
 
 class SignalingHandler(Protocol):
@@ -114,17 +116,41 @@ class SignalingClient:
             if code.startswith("auth"):
                 raise AuthError(f"join refused: {reason}", code=code)
             raise JoinError(f"join refused: {reason}", code=code)
-        self.peer_id = str(reply["peer_id"])
+        try:
+            peers = self._welcome(reply)
+        except JoinError:
+            await ws.close()
+            raise
+        self.connected = True
+        return ws, peers
+
+    def _welcome(self, reply: dict[str, Any]) -> list[str]:
+        """Take a welcome in (the server is untrusted too); returns the peers it lists."""
+        peer_id = reply.get("peer_id")
+        if not isinstance(peer_id, str) or not 0 < len(peer_id) <= _MAX_NAME:
+            raise JoinError(
+                "the signaling server's welcome has no valid peer id", code="bad-welcome"
+            )
+        if self.peer_id is not None and peer_id != self.peer_id:
+            raise JoinError(
+                f"the signaling server welcomed this peer as {peer_id[:64]!r},"
+                f" not {self.peer_id!r}",
+                code="bad-welcome",
+            )
+        listed = reply.get("peers", [])
+        if not isinstance(listed, list):
+            raise JoinError("the signaling server's welcome lists no peers", code="bad-welcome")
+        peers = [p for p in listed[:_MAX_PEERS] if isinstance(p, str) and 0 < len(p) <= _MAX_NAME]
+        self.peer_id = peer_id
         resume = reply.get("resume")
-        self.resume = resume if isinstance(resume, str) else None
+        self.resume = resume if isinstance(resume, str) and len(resume) <= 128 else None
         heartbeat = reply.get("heartbeat")
         self.heartbeat = None
         number = isinstance(heartbeat, (int, float)) and not isinstance(heartbeat, bool)
         if number and heartbeat > 0:  # type: ignore[operator]  # NaN is not
             # A hostile server must not make this client spin, nor overflow a timer.
             self.heartbeat = min(max(float(heartbeat), 0.2), 3600.0)  # type: ignore[arg-type]
-        self.connected = True
-        return ws, [str(p) for p in reply.get("peers", [])]
+        return [p for p in dict.fromkeys(peers) if p != peer_id]
 
     async def _run(self) -> None:
         """Read messages; when the server goes away, reconnect with backoff."""
@@ -175,12 +201,18 @@ class SignalingClient:
             log.warning("ignored a malformed message from the signaling server")
             return
         try:
+            peer = message.get("peer_id") if kind != "signal" else message.get("from")
+            if kind in ("peer-joined", "peer-left", "signal") and not (
+                isinstance(peer, str) and 0 < len(peer) <= _MAX_NAME and peer != self.peer_id
+            ):
+                log.warning("ignored a %r message naming no valid peer", kind)
+                return
             if kind == "peer-joined":
-                self.handler.peer_joined(str(message["peer_id"]))
+                self.handler.peer_joined(peer)
             elif kind == "peer-left":
-                self.handler.peer_left(str(message["peer_id"]))
+                self.handler.peer_left(peer)
             elif kind == "signal" and isinstance(message.get("data"), dict):
-                self.handler.signal(str(message["from"]), message["data"])
+                self.handler.signal(peer, message["data"])
             elif kind == "error":
                 log.info("signaling error %s: %s", message.get("code"), message.get("reason"))
         except Exception:

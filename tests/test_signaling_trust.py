@@ -17,10 +17,11 @@ import time
 import jwt
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from benchmarks.offer_flood import _forged_offer
-from crdt_stores import Meeting
+from crdt_stores import JoinError, Meeting
 from signaling import Limits, SignalingServer, mint_token
 
 from .conftest import converge
@@ -144,3 +145,71 @@ async def test_after_a_restart_a_replayed_token_does_not_take_alices_id() -> Non
     finally:
         await asyncio.gather(alice.leave(), bob.leave())
         await server.stop()
+
+
+BAD_WELCOMES = [
+    {"type": "welcome"},
+    {"type": "welcome", "peer_id": 7, "peers": []},
+    {"type": "welcome", "peer_id": "x" * 300, "peers": []},
+    {"type": "welcome", "peer_id": "someone-else", "peers": []},
+    {"type": "welcome", "peer_id": "alice", "peers": 5},
+    {"type": "welcome", "peer_id": "alice", "peers": "bob"},
+]
+
+
+@pytest.mark.parametrize("welcome", BAD_WELCOMES, ids=range(len(BAD_WELCOMES)))
+async def test_a_hostile_welcome_is_a_join_error(welcome) -> None:
+    async def handle(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send(json.dumps(welcome))
+        with contextlib.suppress(ConnectionClosed):
+            await ws.recv()
+
+    async with serve(handle, "127.0.0.1", 0) as fake:
+        url = f"ws://127.0.0.1:{next(iter(fake.sockets)).getsockname()[1]}"
+        with pytest.raises(JoinError):
+            await Meeting.join(url, "room", peer_id="alice", ice_addresses=LOOPBACK)
+
+
+async def test_hostile_signaling_messages_change_nothing() -> None:
+    """After a good welcome the server sends garbage: the peer ignores it and keeps working."""
+    garbage = [
+        [1, 2],
+        "text",
+        {"type": ["peer-joined"]},
+        {"type": "peer-joined", "peer_id": 5},
+        {"type": "peer-joined", "peer_id": "alice"},  # itself
+        {"type": "peer-left", "peer_id": {"a": 1}},
+        {"type": "signal", "from": None, "data": {}},
+        {"type": "signal", "from": "bob", "data": []},
+        {"type": "signal", "from": "bob", "data": {"kind": "offer", "session": 1, "sdp": 2}},
+        {"type": "signal", "from": "bob", "data": {"sealed": "!!!", "v": 1}},
+        {"type": "signal", "from": "nobody", "data": {"kind": "offer", "session": "s", "sdp": ""}},
+        {"type": "welcome", "peer_id": "mallory", "peers": ["x"]},
+    ]
+    done = asyncio.get_running_loop().create_future()
+
+    async def handle(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "welcome", "peer_id": "alice", "peers": []}))
+        for message in garbage:
+            await ws.send(json.dumps(message))
+        await ws.send(b"\xff\xfe binary")
+        done.set_result(None)
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in ws:
+                pass
+
+    async with serve(handle, "127.0.0.1", 0) as fake:
+        url = f"ws://127.0.0.1:{next(iter(fake.sockets)).getsockname()[1]}"
+        async with Meeting(url, "room", peer_id="alice", ice_addresses=LOOPBACK) as alice:
+            await asyncio.wait_for(done, 5)
+            for _ in range(100):
+                if alice.stats.get("signals_refused", 0) >= 2:
+                    break
+                await asyncio.sleep(0.02)
+            refused = alice.stats
+            assert refused.get("signals_refused", 0) >= 2
+            assert alice.peer_id == "alice" and alice.peers == []
+            await alice.stores.create("s").set("k", 1)  # still a working peer
+            assert alice.stores["s"].get("k") == 1
