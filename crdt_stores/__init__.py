@@ -6,7 +6,7 @@ CRDT maps kept in sync with every other participant over WebRTC data channels.
 
 from .errors import AuthError, JoinError
 from .meeting import Meeting, PeerEvent
-from .store import Callback, Store, Stores
+from .store import Callback, Store, Stores, Subscription, Write
 from .values import StoreValue
 
 __version__ = "0.1.0"
@@ -20,5 +20,7 @@ __all__ = [
     "Store",
     "StoreValue",
     "Stores",
+    "Subscription",
+    "Write",
     "__version__",
 ]

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .errors import AuthError
 from .protocol import SyncConfig, SyncEngine
 from .store import Stores
 from .transport.base import Transport
@@ -46,6 +47,8 @@ class Meeting:
     ) -> None:
         if not isinstance(room, str) or not room:
             raise TypeError("Meeting needs a room name (a non-empty str)")
+        if token is not None and peer_id is None:
+            peer_id = _token_subject(token)  # the same id whether the server checks tokens or not
         self._url = url
         self._room = room
         self._token = token
@@ -66,7 +69,7 @@ class Meeting:
         self._stores = Stores(self)
         self._state: Literal["new", "joining", "joined", "left"] = "new"
         self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[list[str]]] = []
         self._flush_scheduled = False
         self._last_flush = 0.0
         self._congested = False
@@ -230,24 +233,27 @@ class Meeting:
 
     # -- sync status --------------------------------------------------------------
 
-    async def synced(self, timeout: float | None = None) -> None:
+    async def synced(self, timeout: float | None = None) -> list[str]:
         """Wait until this peer and every linked peer hold the same state of every store.
 
         Each linked peer must have acknowledged holding all of this peer's state
         (acks carry state vectors), and this peer must hold all the state each of
         them reported: after ``synced()`` a late joiner has the whole room. Peers
-        that leave stop counting. Raises ``TimeoutError`` after ``timeout`` seconds.
+        that leave, or are dropped as dead, stop counting: the agreement covers the
+        peers it returns (sorted ids of the peers linked when it was reached), so
+        compare them with the peers you expect. Raises ``TimeoutError`` after
+        ``timeout`` seconds.
         """
         engine = self._engine_or_raise()
         self._flush()
         if engine.is_synced():
-            return
-        waiter = asyncio.get_running_loop().create_future()
+            return sorted(engine.peers)
+        waiter: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         engine.want_acks(True)  # acks go out at once while someone waits
         self._schedule_flush()
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except TimeoutError:
             raise TimeoutError(
                 f"not synced after {timeout} s with peers {engine.unsynced_peers()}"
@@ -260,9 +266,10 @@ class Meeting:
 
     def _check_synced(self) -> None:
         if self._waiters and self._engine is not None and self._engine.is_synced():
+            covered = sorted(self._engine.peers)
             for waiter in self._waiters:
                 if not waiter.done():
-                    waiter.set_result(None)
+                    waiter.set_result(covered)
             self._waiters.clear()
             self._engine.want_acks(False)
 
@@ -331,14 +338,17 @@ class Meeting:
         if self._state != "joined":
             raise RuntimeError(f"cannot write: the meeting is {self._state}")
 
-    async def _committed(self, name: str) -> None:
-        """After a local write: hand its delta to every link, with backpressure."""
+    def _committed(self, name: str) -> None:
+        """After a local write: queue its delta for every link."""
         engine = self._engine_or_raise()
         engine.commit(name)
         if engine.pending_bytes() > self._max_buffered:
             self._flush()
         else:
             self._schedule_flush()
+
+    async def _backpressure(self) -> None:
+        """What awaiting a write waits for: send queues back under the limit."""
         if self._congested and self._transport is not None:
             await self._transport.drain(self._max_buffered // 2)
             self._congested = self._transport.buffered_amount() > self._max_buffered
@@ -399,3 +409,19 @@ class Meeting:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("async callback raised", exc_info=task.exception())
+
+
+def _token_subject(token: object) -> str | None:
+    """The peer id a join token names (read, not verified: the server verifies it)."""
+    import jwt
+
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, not {type(token).__name__}")
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise AuthError(
+            "malformed token (not a JWT: three base64url parts)", reason="auth-invalid"
+        ) from None
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    return subject if isinstance(subject, str) and subject else None

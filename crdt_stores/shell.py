@@ -155,8 +155,10 @@ class PeerShell:
         self.out(self._dump(sorted(self.meeting.stores)))
 
     async def _cmd_sync(self, rest: str) -> None:
-        await self.meeting.synced(timeout=float(rest) if rest else 30.0)
+        covered = await self.meeting.synced(timeout=float(rest) if rest else 30.0)
         self.out("synced")
+        # What the agreement covers: a peer dropped as dead is not among them.
+        self.err(f"synced with {', '.join(covered) if covered else 'no linked peer'}")
 
     async def _cmd_help(self, rest: str) -> None:
         self.out(HELP)

@@ -80,11 +80,11 @@ class SignalingClient:
                 compression=None,
             )
         except InvalidURI as exc:
-            raise JoinError(f"bad signaling URL {self.url!r}: {exc}", code="bad-url") from None
+            raise JoinError(f"bad signaling URL {self.url!r}: {exc}", reason="bad-url") from None
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise JoinError(
                 f"cannot reach the signaling server at {self.url}: {exc or type(exc).__name__}",
-                code="unreachable",
+                reason="unreachable",
             ) from None
         try:
             await ws.send(
@@ -102,20 +102,26 @@ class SignalingClient:
         except ConnectionClosed as exc:
             await ws.close()
             close_code = exc.rcvd.code if exc.rcvd else None
-            reason = exc.rcvd.reason if exc.rcvd else "connection closed"
+            text = exc.rcvd.reason if exc.rcvd else "connection closed"
             if close_code == _AUTH_CLOSE_CODE:
-                raise AuthError(reason, code="auth") from None
-            raise JoinError(f"the signaling server closed the connection: {reason}") from None
+                raise AuthError(f"join refused: {text}", reason="auth", code=close_code) from None
+            raise JoinError(
+                f"the signaling server closed the connection: {text}", code=close_code
+            ) from None
         except (TimeoutError, ValueError) as exc:
             await ws.close()
             raise JoinError(f"no valid welcome from the signaling server: {exc}") from None
         if not isinstance(reply, dict) or reply.get("type") != "welcome":
+            text = str(reply.get("reason"))[:300] if isinstance(reply, dict) else "unexpected reply"
+            name = str(reply.get("code", "refused"))[:64] if isinstance(reply, dict) else "refused"
+            # The server closes right after its error: its close code completes the picture.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), 1.0)
             await ws.close()
-            reason = str(reply.get("reason")) if isinstance(reply, dict) else "unexpected reply"
-            code = str(reply.get("code", "refused")) if isinstance(reply, dict) else "refused"
-            if code.startswith("auth"):
-                raise AuthError(f"join refused: {reason}", code=code)
-            raise JoinError(f"join refused: {reason}", code=code)
+            close_code = ws.close_code if ws.close_code and 4000 <= ws.close_code < 5000 else None
+            if name.startswith("auth") or close_code == _AUTH_CLOSE_CODE:
+                raise AuthError(f"join refused: {text}", reason=name, code=close_code)
+            raise JoinError(f"join refused: {text}", reason=name, code=close_code)
         try:
             peers = self._welcome(reply)
         except JoinError:
@@ -129,17 +135,17 @@ class SignalingClient:
         peer_id = reply.get("peer_id")
         if not isinstance(peer_id, str) or not 0 < len(peer_id) <= _MAX_NAME:
             raise JoinError(
-                "the signaling server's welcome has no valid peer id", code="bad-welcome"
+                "the signaling server's welcome has no valid peer id", reason="bad-welcome"
             )
         if self.peer_id is not None and peer_id != self.peer_id:
             raise JoinError(
                 f"the signaling server welcomed this peer as {peer_id[:64]!r},"
                 f" not {self.peer_id!r}",
-                code="bad-welcome",
+                reason="bad-welcome",
             )
         listed = reply.get("peers", [])
         if not isinstance(listed, list):
-            raise JoinError("the signaling server's welcome lists no peers", code="bad-welcome")
+            raise JoinError("the signaling server's welcome lists no peers", reason="bad-welcome")
         peers = [p for p in listed[:_MAX_PEERS] if isinstance(p, str) and 0 < len(p) <= _MAX_NAME]
         self.peer_id = peer_id
         resume = reply.get("resume")

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .replica import MISSING, WILDCARD, StoreReplica
-from .values import StoreValue, check_key, copy_value
+from .values import StoreValue, check_key, copy_value, plain_key
 
 if TYPE_CHECKING:
     from .meeting import Meeting
 
-__all__ = ["Callback", "Store", "Stores"]
+__all__ = ["Callback", "Store", "Stores", "Subscription", "Write"]
 
 log = logging.getLogger("crdt_stores")
 
@@ -20,12 +21,68 @@ Callback = Callable[[str, StoreValue], Awaitable[None] | None]
 """``callback(key, value)``; ``value`` is ``None`` after a delete. May be ``async``."""
 
 
+class Write:
+    """What a write returns: it has already happened; awaiting it waits for the network.
+
+    The change is applied locally and queued for every peer when the write is
+    called, so a forgotten ``await`` loses nothing (as in RealtimeKit's JavaScript,
+    where the promise only reports delivery). ``await`` adds flow control: it
+    returns at once unless this peer's send queues are full, and then waits until
+    they drain. It is not a coroutine: not awaiting it warns about nothing.
+    """
+
+    __slots__ = ("_meeting",)
+
+    def __init__(self, meeting: Meeting) -> None:
+        self._meeting = meeting
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._meeting._backpressure().__await__()
+
+    def __repr__(self) -> str:
+        return "<Write (applied; await for flow control)>"
+
+
+class Subscription:
+    """A subscription: call it, or its ``unsubscribe()``, to stop the callback."""
+
+    __slots__ = ("_callback", "_key", "_store")
+
+    def __init__(self, store: Store, key: str, callback: Callback) -> None:
+        self._store = store
+        self._key = key
+        self._callback = callback
+
+    def unsubscribe(self) -> None:
+        self._store.unsubscribe(self._key, self._callback)
+
+    __call__ = unsubscribe
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self._store.name!r} {self._key!r} {self._callback!r}>"
+
+
+def _check_signature(callback: Callback) -> None:
+    """Refuse at ``subscribe`` a callback that could never be called with ``(key, value)``."""
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):  # some builtins have none: let them through
+        return
+    try:
+        signature.bind("key", None)
+    except TypeError as exc:
+        raise TypeError(
+            f"a store callback is called as callback(key, value); {callback!r} cannot be: {exc}"
+        ) from None
+
+
 class Store:
     """A named, replicated key-value store (RealtimeKit's ``meeting.stores.get(name)``).
 
-    Writes are coroutines: each is one atomic change, applied locally and handed to
-    every open peer link (one delta on the wire) before it returns. Reads are plain
-    methods over the local replica and return copies.
+    Writes take effect when called: each is one atomic change, applied locally and
+    queued for every open peer link (one delta on the wire); each returns a
+    ``Write`` to await for flow control. Reads are plain methods over the local
+    replica and return copies.
     """
 
     def __init__(self, meeting: Meeting, replica: StoreReplica) -> None:
@@ -44,45 +101,46 @@ class Store:
 
     # -- writes -------------------------------------------------------------------
 
-    async def set(self, key: str, value: StoreValue, *, emit: bool = False) -> None:
+    def set(self, key: str, value: StoreValue, *, emit: bool = False) -> Write:
         """Overwrite ``key`` with ``value``."""
-        await self._write(emit, self._replica.set, key, value)
+        return self._write(emit, self._replica.set, key, value)
 
-    async def update(self, key: str, value: StoreValue, *, emit: bool = False) -> None:
+    def update(self, key: str, value: StoreValue, *, emit: bool = False) -> Write:
         """Merge a dict into a dict value (top-level fields), append a list to a list;
         anything else, or a missing key, is the same as ``set``."""
-        await self._write(emit, self._replica.update, key, value)
+        return self._write(emit, self._replica.update, key, value)
 
-    async def delete(self, key: str, *, emit: bool = False) -> None:
+    def delete(self, key: str, *, emit: bool = False) -> Write:
         """Remove ``key`` (a no-op when it is missing)."""
-        await self._write(emit, self._replica.delete, key)
+        return self._write(emit, self._replica.delete, key)
 
-    async def bulk_set(self, mapping: Mapping[str, StoreValue], *, emit: bool = False) -> None:
+    def bulk_set(self, mapping: Mapping[str, StoreValue], *, emit: bool = False) -> Write:
         """Set several keys in one atomic change."""
-        await self._write(emit, self._replica.bulk_set, mapping)
+        return self._write(emit, self._replica.bulk_set, mapping)
 
-    async def bulk_delete(self, keys: Iterable[str], *, emit: bool = False) -> None:
+    def bulk_delete(self, keys: Iterable[str], *, emit: bool = False) -> Write:
         """Delete several keys in one atomic change."""
-        await self._write(emit, self._replica.bulk_delete, keys)
+        return self._write(emit, self._replica.bulk_delete, keys)
 
-    async def clear(self, *, emit: bool = False) -> None:
+    def clear(self, *, emit: bool = False) -> Write:
         """Delete every key in one atomic change."""
-        await self._write(emit, self._replica.clear)
+        return self._write(emit, self._replica.clear)
 
-    async def _write(self, emit: bool, operation: Callable[..., None], *args: Any) -> None:
+    def _write(self, emit: bool, operation: Callable[..., None], *args: Any) -> Write:
         self._meeting._check_writable()
         self._emit = emit
         try:
             operation(*args)  # validates first: a bad input raises and changes nothing
         finally:
             self._emit = False
-        await self._meeting._committed(self.name)
+        self._meeting._committed(self.name)
+        return Write(self._meeting)
 
     # -- reads --------------------------------------------------------------------
 
     def get(self, key: str, default: StoreValue = None) -> StoreValue:
         """A copy of the value of ``key``, or ``default`` when it is missing."""
-        value = self._replica.get(key)
+        value = self._replica.get(plain_key(key))
         return default if value is MISSING else copy_value(value)
 
     def get_all(self) -> dict[str, StoreValue]:
@@ -93,7 +151,7 @@ class Store:
         return self._replica.keys()
 
     def __contains__(self, key: object) -> bool:
-        return key in self._replica
+        return plain_key(key) in self._replica
 
     def __len__(self) -> int:
         return len(self._replica)
@@ -103,20 +161,25 @@ class Store:
 
     # -- subscriptions ------------------------------------------------------------
 
-    def subscribe(self, key: str, callback: Callback) -> None:
+    def subscribe(self, key: str, callback: Callback) -> Subscription:
         """Call ``callback(key, value)`` when ``key`` changes (``"*"``: any key).
 
         Remote changes always notify; this peer's own writes only with ``emit=True``.
+        Returns a handle: ``handle()`` (or ``handle.unsubscribe()``) removes the callback.
+        A callback that cannot take ``(key, value)`` raises ``TypeError`` here.
         """
-        check_key(key)
+        key = check_key(key)
         if not callable(callback):
             raise TypeError("callback must be callable")
+        _check_signature(callback)
         callbacks = self._subscribers.setdefault(key, [])
         if callback not in callbacks:
             callbacks.append(callback)
+        return Subscription(self, key, callback)
 
     def unsubscribe(self, key: str, callback: Callback | None = None) -> None:
         """Remove ``callback`` from ``key``, or every callback of ``key`` when omitted."""
+        key = plain_key(key)
         if callback is None:
             self._subscribers.pop(key, None)
             return
@@ -145,21 +208,22 @@ class Stores:
 
     def create(self, name: str) -> Store:
         """The store called ``name``, created (on every peer) if it does not exist yet."""
-        store = self._stores.get(name)
+        store = self._stores.get(plain_key(name))
         if store is None:
+            name = check_key(name, "store name")
             self._meeting._engine_or_raise().create_store(name)
             self._meeting._schedule_flush()
             store = self._stores[name]
         return store
 
     def get(self, name: str) -> Store | None:
-        return self._stores.get(name)
+        return self._stores.get(plain_key(name))
 
     def __getitem__(self, name: str) -> Store:
-        return self._stores[name]
+        return self._stores[plain_key(name)]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._stores
+        return plain_key(name) in self._stores
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._stores))

@@ -55,11 +55,16 @@ INT64_MAX = 2**63 - 1
 _DECODE_MAX_DEPTH = MAX_DEPTH + 8
 
 
+def plain_key(key: Any) -> Any:
+    """A ``str`` subclass (``StrEnum``...) as its text, for lookups; anything else as is."""
+    return str.__str__(key) if isinstance(key, str) and type(key) is not str else key
+
+
 def check_key(key: object, what: str = "key") -> str:
     """Return ``key`` if it is a usable store key (or store name); raise otherwise."""
     if type(key) is not str:
         if isinstance(key, str):
-            key = str(key)
+            key = str.__str__(key)  # the text itself: str() of an Enum member names the member
         else:
             raise TypeError(f"{what} must be a str, not {type(key).__name__}")
     if not key:
@@ -151,7 +156,7 @@ def _normalize(value: object, depth: int) -> StoreValue:
                         raise _Refused(
                             TypeError, f"dict keys must be str, not {type(k).__name__} ({k!r})"
                         )
-                    k = str(k)
+                    k = str.__str__(k)
                 if not k.isascii():
                     try:
                         _check_text(k)
@@ -176,7 +181,7 @@ def _normalize(value: object, depth: int) -> StoreValue:
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, str):
-        return _normalize(str(value), depth)
+        return _normalize(str.__str__(value), depth)
     if isinstance(value, int):
         return _normalize(int(value), depth)
     if isinstance(value, float):

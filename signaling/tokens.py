@@ -102,6 +102,10 @@ def verify_token_claims(
         ) from None
     except jwt.MissingRequiredClaimError as exc:
         raise TokenError("auth-invalid", f"the token lacks the {exc.claim!r} claim") from None
+    except jwt.DecodeError:
+        raise TokenError(
+            "auth-invalid", "malformed token (not a JWT: three base64url parts)"
+        ) from None
     except jwt.InvalidTokenError as exc:
         raise TokenError("auth-invalid", f"the token is not valid: {exc}") from None
     expiry = claims["exp"]

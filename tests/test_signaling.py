@@ -273,7 +273,31 @@ async def test_meeting_join_refused_fast_with_reason(secured, label, make_token,
             secured.url, "room", peer_id="alice", token=make_token(), ice_addresses=LOOPBACK
         )
     assert isinstance(info.value, JoinError)
+    assert info.value.code == 4001 and info.value.reason.startswith("auth")
     assert time.perf_counter() - started < 2.0
+
+
+async def test_a_garbage_token_is_called_malformed(secured) -> None:
+    garbage = "\xb7not.a.token"
+    with pytest.raises(AuthError, match="malformed token") as info:
+        await Meeting.join(secured.url, "room", token=garbage, ice_addresses=LOOPBACK)
+    assert "utf-8" not in str(info.value) and info.value.reason == "auth-invalid"
+    with pytest.raises(TokenError, match="malformed token"):  # the server says the same
+        verify_token(SECRET, "abc.def", "room", None)
+
+
+async def test_a_token_names_the_peer_on_an_open_server_too(server) -> None:
+    token = mint_token(SECRET, "r1", "carol")
+    async with Meeting(server.url, "r1", token=token, ice_addresses=LOOPBACK) as carol:
+        assert carol.peer_id == "carol"
+
+
+async def test_join_errors_carry_the_close_code_and_the_reason_name(server) -> None:
+    async with Meeting(server.url, "r2", peer_id="dup", ice_addresses=LOOPBACK):
+        with pytest.raises(JoinError) as info:
+            await Meeting.join(server.url, "r2", peer_id="dup", ice_addresses=LOOPBACK)
+    assert info.value.code == 4009 and info.value.reason == "peer-id-taken"
+    assert "already in the room" in str(info.value)
 
 
 async def test_valid_tokens_join_and_sync(secured) -> None:
@@ -302,7 +326,7 @@ async def test_unreachable_server_raises_join_error_promptly() -> None:
     started = time.perf_counter()
     with pytest.raises(JoinError) as info:
         await Meeting.join(f"ws://127.0.0.1:{free_port()}", "room", ice_addresses=LOOPBACK)
-    assert info.value.code == "unreachable"
+    assert info.value.reason == "unreachable" and info.value.code is None
     assert not isinstance(info.value, AuthError)
     assert time.perf_counter() - started < 5.0
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import math
+import warnings
+from enum import StrEnum
 
 import pytest
 
-from crdt_stores import Meeting, Store
+from crdt_stores import Meeting, Store, Subscription, Write
 from crdt_stores.values import MAX_DEPTH, same_value
 
 from .conftest import assert_same_state, converge
@@ -483,3 +486,100 @@ async def test_three_peers_same_state(net) -> None:
     await converge(*peers)
     assert_same_state(*peers)
     assert len(peers[0].stores["s"]) == 3
+
+
+# -- what a new user trips over (issue 10) -----------------------------------------
+
+
+async def test_a_write_without_await_still_happens_everywhere(pair) -> None:
+    alice, bob = pair
+    store = alice.stores.create("s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine was never awaited" either
+        store.set("forgot", 1)
+        store.update("forgot-list", [1])
+        store.bulk_set({"a": 1, "b": 2})
+        store.delete("a")
+    assert store.get("forgot") == 1 and store.get("a") is None
+    await converge(alice, bob)
+    assert bob.stores["s"].get_all() == {"forgot": 1, "forgot-list": [1], "b": 2}
+    written = store.set("awaited", 2)
+    assert isinstance(written, Write) and store.get("awaited") == 2  # before any await
+    assert await written is None
+    with pytest.raises(ValueError):
+        store.set("*", 1)  # bad input raises at the call, await or not
+
+
+async def test_subscribe_returns_a_handle_that_unsubscribes(pair) -> None:
+    alice, bob = pair
+    store = alice.stores.create("s")
+    await converge(alice, bob)
+    seen: list = []
+    handle = bob.stores["s"].subscribe("k", lambda key, value: seen.append(value))
+    assert isinstance(handle, Subscription)
+    await store.set("k", 1)
+    await converge(alice, bob)
+    handle()
+    await store.set("k", 2)
+    await converge(alice, bob)
+    assert seen == [1]
+    handle.unsubscribe()  # twice is harmless
+
+
+def _one_argument(value):  # a common slip: the callback gets (key, value)
+    return value
+
+
+async def test_a_callback_that_cannot_take_key_and_value_is_refused_at_subscribe(pair) -> None:
+    alice, _ = pair
+    store = alice.stores.create("s")
+    with pytest.raises(TypeError, match=r"callback\(key, value\)"):
+        store.subscribe("k", _one_argument)
+    with pytest.raises(TypeError):
+        store.subscribe("k", lambda: None)
+    store.subscribe("k", lambda *args: None)  # these can take two arguments
+    store.subscribe("k", lambda key, value, extra=None: None)
+    store.subscribe("k", print)
+
+
+class Color(StrEnum):
+    RED = "red"
+
+
+class Shade(str, enum.Enum):  # noqa: UP042 - str() of a member is "Shade.DARK", its text "dark"
+    DARK = "dark"
+
+
+async def test_str_subclass_keys_and_names_act_as_their_text(pair) -> None:
+    alice, bob = pair
+    store = alice.stores.create(Color.RED)
+    assert alice.stores.create("red") is store and alice.stores[Color.RED] is store
+    await store.set(Color.RED, 1)
+    await store.set(Shade.DARK, {Shade.DARK: Color.RED})
+    assert store.get("red") == 1 and store.get(Color.RED) == 1 and Color.RED in store
+    assert store.get("dark") == {"dark": "red"} and store.get(Shade.DARK) == {"dark": "red"}
+    assert type(next(iter(store.get("dark")))) is str
+    assert sorted(store.keys()) == ["dark", "red"]
+    assert all(type(key) is str for key in store)
+    await converge(alice, bob)
+    assert bob.stores["red"].get_all() == {
+        "red": 1,
+        "dark": {"dark": "red"},
+    }
+    assert Shade.DARK not in alice.stores and alice.stores.get(Shade.DARK) is None
+
+
+async def test_synced_says_which_peers_it_covers(net) -> None:
+    alice = await net.join("room", peer_id="alice")
+    assert await alice.synced(timeout=5) == []  # alone: an agreement with nobody
+    bob = await net.join("room", peer_id="bob")
+    carol = await net.join("room", peer_id="carol")
+    try:
+        await alice.stores.create("s").set("k", 1)
+        assert await alice.synced(timeout=5) == ["bob", "carol"]
+        await carol.leave()
+        await alice.stores["s"].set("k", 2)
+        assert await alice.synced(timeout=5) == ["bob"]  # carol is no longer covered
+    finally:
+        await alice.leave()
+        await bob.leave()
