@@ -16,6 +16,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,11 +293,38 @@ def main(argv: list[str] | None = None) -> int:
     return run(parser.parse_args(argv))
 
 
+MAX_DEMO_PEERS = 16  # each is a process with a WebRTC link to every other: 2 cores go far
+MAX_DEMO_OPS = 100_000
+
+
+def _bounded(low: int, high: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a whole number, not {text!r}"
+            ) from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be {low} to {high}, not {number}")
+        return number
+
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--peers", type=int, default=4, help="peer processes (default 4, at least 3)"
+        "--peers",
+        type=_bounded(3, MAX_DEMO_PEERS, "--peers"),
+        default=4,
+        help=f"peer processes (default 4; 3 to {MAX_DEMO_PEERS}: one joins late, one leaves)",
     )
-    parser.add_argument("--ops", type=int, default=500, help="operations per peer (default 500)")
+    parser.add_argument(
+        "--ops",
+        type=_bounded(1, MAX_DEMO_OPS, "--ops"),
+        default=500,
+        help=f"operations per peer (default 500; 1 to {MAX_DEMO_OPS:,})",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
 
 
@@ -308,6 +336,9 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[bold red]demo failed[/]: {exc!r}")
         return 1
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
     return 0 if ok else 1
 
 

@@ -19,7 +19,11 @@ from .store import Store
 
 __all__ = ["HELP", "PeerShell", "run_peer"]
 
-HELP = """commands (values are JSON):
+_DECODER = json.JSONDecoder()
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""Longest command line read from a pipe: a 1 MiB value can take several MiB as JSON."""
+
+HELP = """commands (values are JSON; a store or key with spaces is a JSON string: "a b"):
   create <store>                 create a store (on every peer)
   set <store> <key> <json>       overwrite a key
   update <store> <key> <json>    merge a dict / append a list / else set
@@ -79,10 +83,40 @@ class PeerShell:
         return store
 
     @staticmethod
-    def _args(rest: str, count: int, usage: str) -> list[str]:
-        parts = rest.split(None, count - 1) if count else []
-        if len(parts) != count or not all(parts):
-            raise ShellError(f"usage: {usage}")
+    def _args(rest: str, count: int, usage: str, *, value: bool = False) -> list[str]:
+        """Split ``rest`` into ``count`` names, or names then a JSON value (``value``).
+
+        A name is a word, or a JSON string for one with spaces or quotes
+        (``"a b"``); the value is the rest of the line. Too few or too many
+        arguments say the usage.
+        """
+        names = count - 1 if value else count
+        parts: list[str] = []
+        text = rest.strip()
+        for _ in range(names):
+            if not text:
+                raise ShellError(f"usage: {usage}")
+            if text.startswith('"'):
+                try:
+                    name, end = _DECODER.raw_decode(text)
+                except ValueError:
+                    raise ShellError(
+                        f'a quoted name must be a JSON string, as in "a b" (usage: {usage})'
+                    ) from None
+                if end < len(text) and not text[end].isspace():
+                    raise ShellError(f"put a space after the quoted name (usage: {usage})")
+            else:
+                name, _, _ = text.partition(" ")
+                name = name.split(None, 1)[0]
+                end = len(name)
+            parts.append(name)
+            text = text[end:].strip()
+        if value:
+            if not text:
+                raise ShellError(f"usage: {usage}")
+            parts.append(text)
+        elif text:
+            raise ShellError(f"unexpected extra arguments {text!r} (usage: {usage})")
         return parts
 
     @staticmethod
@@ -90,7 +124,11 @@ class PeerShell:
         try:
             return json.loads(text)
         except ValueError as exc:
-            raise ShellError(f"not valid JSON: {exc}") from None
+            hint = ""
+            if text[:1].isalpha() and text not in ("true", "false", "null"):
+                hint = f'; strings need quotes: "{text}"' if " " not in text else ""
+                hint = hint or "; strings need double quotes"
+            raise ShellError(f"the value is not valid JSON ({exc}){hint}") from None
 
     @staticmethod
     def _dump(value: Any) -> str:
@@ -104,12 +142,12 @@ class PeerShell:
         self.out("ok")
 
     async def _cmd_set(self, rest: str) -> None:
-        store, key, value = self._args(rest, 3, "set <store> <key> <json>")
+        store, key, value = self._args(rest, 3, "set <store> <key> <json>", value=True)
         await self._store(store).set(key, self._json(value))
         self.out("ok")
 
     async def _cmd_update(self, rest: str) -> None:
-        store, key, value = self._args(rest, 3, "update <store> <key> <json>")
+        store, key, value = self._args(rest, 3, "update <store> <key> <json>", value=True)
         await self._store(store).update(key, self._json(value))
         self.out("ok")
 
@@ -197,6 +235,8 @@ async def run_peer(
                 err(f"refused a signal from {peer}: {why}")
 
         meeting.on("signal_refused", refused)
+        meeting.on("peer_joined", lambda peer: err(f"peer {peer} joined"))
+        meeting.on("peer_left", lambda peer: err(f"peer {peer} left"))
         if sys.stdin.isatty():
             await _interactive(meeting, err)
         else:
@@ -226,14 +266,18 @@ async def _interactive(meeting: Meeting, err: Callable[[str], None]) -> None:
 async def _scripted(meeting: Meeting, err: Callable[[str], None]) -> None:
     shell = PeerShell(meeting, lambda text: print(text, flush=True), err)
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
     try:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     except ValueError:  # a regular file: read it in a thread
         reader = None  # type: ignore[assignment]
     while True:
         if reader is not None:
-            raw = await reader.readline()
+            try:
+                raw = await reader.readline()
+            except ValueError:  # over the limit: that line is dropped, the peer goes on
+                err(f"error: a command line over {MAX_LINE_BYTES // 2**20} MiB was skipped")
+                continue
             line = raw.decode("utf-8", errors="replace")
         else:
             line = await asyncio.to_thread(sys.stdin.readline)

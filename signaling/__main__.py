@@ -24,17 +24,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secret",
         default=os.environ.get("CRDT_STORES_SECRET"),
-        help="HS256 secret for join tokens (or CRDT_STORES_SECRET); without it the server is open",
+        help="HS256 secret for join tokens (or CRDT_STORES_SECRET; at least 32 bytes); "
+        "without it the server is open",
     )
     parser.add_argument(
         "--max-ttl",
         type=float,
         default=24 * 3600.0,
-        help="refuse tokens that expire further ahead, in seconds (default 86400: 24 h)",
+        help="refuse tokens that expire further ahead, in seconds (default 86400: 24 h); "
+        "expired tokens are accepted for 5 s of clock skew",
     )
     parser.add_argument("--max-peers", type=int, default=64, help="peers per room (default 64)")
     parser.add_argument(
-        "--rate", type=float, default=20.0, help="messages per second per connection"
+        "--rate",
+        type=float,
+        default=20.0,
+        help="messages per second per connection, bursts of 60 (default 20)",
     )
     parser.add_argument(
         "--reserve",
@@ -93,6 +98,13 @@ async def serve(args: argparse.Namespace) -> None:
         limits=limits,
         trusted_proxies=args.trust_proxy,
     )
+    if args.secret and len(args.secret.encode()) < 32:
+        print(
+            f"warning: the secret has {len(args.secret.encode())} bytes; use at least 32 "
+            "(a short one can be guessed from any token)",
+            file=sys.stderr,
+            flush=True,
+        )
     await server.start()
     mode = "tokens required" if server.secret else "OPEN (no --secret: anyone can join any room)"
     print(f"signaling server listening on {server.url} - {mode}", flush=True)

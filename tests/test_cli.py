@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from signaling import SignalingServer
+from signaling import SignalingServer, verify_token
 
 from .netutil import ROOT, child_env, spawn
 
@@ -161,3 +164,113 @@ async def test_cli_peers_with_a_room_key_link_and_refuse_a_peer_without_it() -> 
         finally:
             alice.close()
             bob.close()
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "crdt_stores.cli", *args]
+    return subprocess.run(
+        command, cwd=ROOT, env=env or child_env(), capture_output=True, text=True, timeout=30
+    )
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["demo", "--ops", "0"], "--ops must be 1 to"),
+        (["demo", "--ops", "-5"], "--ops must be 1 to"),
+        (["demo", "--peers", "100"], "--peers must be 3 to"),
+        (["demo", "--ops", "many"], "whole number"),
+        (["token", "--room", "r", "--peer-id", "a", "--secret", ""], "give --secret"),
+        (["token", "--room", "r", "--peer-id", "a", "--secret", "s" * 40, "--ttl", "0"], "--ttl"),
+        (["token", "--room", "r", "--peer-id", "a", "--secret", "s" * 40, "--ttl", "-5"], "--ttl"),
+    ],
+)
+def test_bad_arguments_get_one_line_at_once(args, fragment) -> None:
+    env = {k: v for k, v in child_env().items() if k != "CRDT_STORES_SECRET"}
+    started = time.perf_counter()
+    done = _cli(*args, env=env)
+    assert done.returncode == 2, done
+    assert fragment in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr and time.perf_counter() - started < 10
+
+
+def test_token_command_reads_the_env_and_warns_about_short_secrets_in_one_line() -> None:
+    env = dict(child_env(), CRDT_STORES_SECRET="x" * 40)
+    done = _cli("token", "--room", "r", "--peer-id", "alice", env=env)
+    assert done.returncode == 0 and done.stderr == ""
+    assert verify_token("x" * 40, done.stdout.strip(), "r", None) == "alice"
+    short = _cli("token", "--room", "r", "--peer-id", "a", "--secret", "abc")
+    assert short.returncode == 0 and short.stdout.count(".") == 2
+    assert short.stderr.startswith("warning: the secret has 3 bytes")
+    assert len(short.stderr.strip().splitlines()) == 1 and "site-packages" not in short.stderr
+
+
+def test_version_and_help_say_what_a_newcomer_needs() -> None:
+    assert _cli("--version").stdout.strip().startswith("crdt-stores ")
+    peer_help = _cli("peer", "--help").stdout
+    assert "--ice-address 127.0.0.1" in peer_help.replace("\n", " ").replace("  ", " ")
+    assert "the room to join" in peer_help
+    assert "default 20" in _cli("signaling", "--help").stdout
+
+
+def test_ctrl_c_during_the_demo_exits_quietly_with_130() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crdt_stores.cli", "demo", "--ops", "50000"],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    while "signaling server on" not in (line := proc.stdout.readline()):  # bounded: timeout
+        assert line, proc.stderr.read() if proc.stderr else ""
+    for _ in range(300):  # until the peer processes are writing (bounded)
+        group = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True)
+        if len(group.stdout.split()) >= 4:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)  # well into the writes: this is what Ctrl-C interrupts
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (out[-500:], err[-2000:])
+    assert "Traceback" not in err and "CancelledError" not in err and len(err.splitlines()) <= 1
+
+
+async def test_cli_peer_quoted_keys_long_lines_hints_and_presence() -> None:
+    async with SignalingServer("127.0.0.1", 0) as server:
+        alice = CliPeer(server.url, "alice")
+        try:
+            assert await alice.run("create notes") == "ok"
+            bob = CliPeer(server.url, "bob")
+            try:
+                while "peer bob joined" not in await asyncio.wait_for(alice.errors.get(), 20):
+                    pass
+                assert await alice.run('set notes "a b" 1') == "ok"
+                assert await alice.run('get notes "a b"') == "1"
+                assert await alice.run('set notes "say \\"hi\\"" true') == "ok"
+                big = "x" * 200_000  # a 200 KB line: over asyncio's 64 KiB default
+                assert await alice.run(f'set notes big "{big}"') == "ok"
+                assert await alice.run("sync") == "synced"
+                assert await bob.run("sync") == "synced"
+                assert await bob.run('get notes "a b"') == "1"
+                assert json.loads(await bob.run("get notes big")) == big
+                assert json.loads(await bob.run("getall notes"))['say "hi"'] is True
+                for bad, hint in (
+                    ("get notes user extra args", "unexpected extra arguments"),
+                    ("set notes k hello", 'strings need quotes: "hello"'),
+                    ('get notes "unclosed', "quoted name must be a JSON string"),
+                ):
+                    bob.proc.stdin.write(bad + "\n")
+                    bob.proc.stdin.flush()
+                    assert hint in await bob.error(), bad
+                bob.proc.stdin.write("quit\n")
+                bob.proc.stdin.flush()
+                assert await asyncio.to_thread(bob.proc.wait, 20) == 0
+                while "peer bob left" not in await asyncio.wait_for(alice.errors.get(), 20):
+                    pass
+            finally:
+                bob.close()
+        finally:
+            alice.close()
