@@ -70,6 +70,9 @@ class Meeting:
         self._state: Literal["new", "joining", "joined", "left"] = "new"
         self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
         self._waiters: list[asyncio.Future[list[str]]] = []
+        # Present per signaling but known not to link (dead per heartbeat, closed for
+        # misbehaving, signals refused), until they do link: synced() does not wait for them.
+        self._unreachable: set[str] = set()
         self._flush_scheduled = False
         self._last_flush = 0.0
         self._congested = False
@@ -241,12 +244,13 @@ class Meeting:
         them reported: after ``synced()`` a late joiner has the whole room. Peers
         that leave, or are dropped as dead, stop counting: the agreement covers the
         peers it returns (sorted ids of the peers linked when it was reached), so
-        compare them with the peers you expect. Raises ``TimeoutError`` after
-        ``timeout`` seconds.
+        compare them with the peers you expect. With no link while signaling says
+        others are in the room it waits: being cut off is not agreement. Raises
+        ``TimeoutError`` after ``timeout`` seconds.
         """
         engine = self._engine_or_raise()
         self._flush()
-        if engine.is_synced():
+        if self._agreed():
             return sorted(engine.peers)
         waiter: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -264,8 +268,19 @@ class Meeting:
             if not self._waiters:
                 engine.want_acks(False)
 
+    def _agreed(self) -> bool:
+        """Synced, and not merely alone: no links while others are in the room is no agreement."""
+        engine = self._engine
+        if engine is None or not engine.is_synced():
+            return False
+        if engine.peers or self._transport is None:
+            return True
+        # Peers known not to link count as gone, even while signaling (down, or slow
+        # to notice) still lists them: waiting for them could be forever.
+        return not self._transport.present_peers() - self._unreachable
+
     def _check_synced(self) -> None:
-        if self._waiters and self._engine is not None and self._engine.is_synced():
+        if self._waiters and self._engine is not None and self._agreed():
             covered = sorted(self._engine.peers)
             for waiter in self._waiters:
                 if not waiter.done():
@@ -281,6 +296,7 @@ class Meeting:
         if self._transport is not None:
             self._engine.peer_id = self._transport.peer_id  # settled by now (signaling)
         self._engine.link_up(peer, self._now())
+        self._unreachable.discard(peer)
         self._emit("peer_joined", peer)
         self._schedule_flush()
 
@@ -303,6 +319,8 @@ class Meeting:
             self._check_synced()
 
     def signal_refused(self, peer: str, reason: str) -> None:
+        if peer not in self.peers:
+            self._unreachable.add(peer)
         self._emit("signal_refused", peer, reason)
 
     def _engine_events(self) -> None:
@@ -310,6 +328,7 @@ class Meeting:
         assert self._engine is not None
         for event in self._engine.take_events():
             log.warning("peer %s misbehaved (%s); its link is closed", event.peer, event.reason)
+            self._unreachable.add(event.peer)
             self._emit("peer_left", event.peer)
             self._emit("peer_misbehaved", event.peer, event.reason)
             if self._transport is not None:
@@ -318,6 +337,7 @@ class Meeting:
 
     def _link_dead(self, peer: str) -> None:
         log.info("peer %s missed its heartbeats; closing the link", peer)
+        self._unreachable.add(peer)
         self._emit("peer_left", peer)
         self._check_synced()
         if self._transport is not None:

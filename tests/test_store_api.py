@@ -583,3 +583,23 @@ async def test_synced_says_which_peers_it_covers(net) -> None:
     finally:
         await alice.leave()
         await bob.leave()
+
+
+async def test_synced_does_not_call_being_cut_off_agreement(net) -> None:
+    alice = await net.join("room", peer_id="alice")
+    bob = await net.join("room", peer_id="bob")
+    try:
+        net.cut("alice", "bob")
+        for _ in range(200):  # bounded: the cut reaches the engine
+            if not alice.peers:
+                break
+            await asyncio.sleep(0.01)
+        await alice.stores.create("s").set("k", "while cut off")
+        with pytest.raises(TimeoutError):  # bob is in the room, unreachable: no agreement
+            await alice.synced(timeout=0.5)
+        net.restore("alice", "bob")
+        assert await alice.synced(timeout=10) == ["bob"]
+        assert bob.stores["s"].get("k") == "while cut off"
+    finally:
+        await alice.leave()
+        await bob.leave()

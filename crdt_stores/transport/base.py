@@ -47,6 +47,10 @@ class Transport(ABC):
     async def close(self) -> None:
         """Leave: deliver what is queued, close every link, release resources."""
 
+    def present_peers(self) -> set[str]:
+        """Other peers in the room as far as the transport knows (signaling), linked or not."""
+        return set()
+
     def buffered_amount(self) -> int:
         """Bytes accepted by ``send`` but not yet handed to the network."""
         return 0

@@ -275,6 +275,9 @@ class MemoryTransport(Transport):
         self._handler: TransportHandler | None = None
         self._links: dict[MemoryTransport, _Link] = {}
 
+    def present_peers(self) -> set[str]:
+        return set(self.network._rooms.get(self.room, {})) - {self.peer_id}
+
     async def start(self, handler: TransportHandler) -> None:
         self._handler = handler
         self.network._register(self)

@@ -203,6 +203,9 @@ class WebRTCTransport(Transport):
         except Exception as exc:  # InvalidStateError, ConnectionError, ValueError
             log.debug("could not send to %s: %s", peer, exc)
 
+    def present_peers(self) -> set[str]:
+        return self._present - {self.peer_id}
+
     def buffered_amount(self) -> int:
         return sum(p.channel.bufferedAmount for p in self._peers.values() if p.opened)
 
