@@ -148,11 +148,23 @@ class _Reader:
             if second < 0x80:
                 self.pos = pos + 2
                 return (first & 0x7F) | second << 7
-        try:
-            value, self.pos = read_varuint(data, pos, 53)
-        except ValueError as exc:
-            raise InvalidUpdate(str(exc)) from None
-        return value
+        # Longer values (client ids are 7-8 bytes): the same loop as read_varuint, inline.
+        end = len(data)
+        result = 0
+        shift = 0
+        while pos < end:
+            byte = data[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                if result >> 53:
+                    raise InvalidUpdate("varuint over 53 bits")
+                self.pos = pos
+                return result
+            shift += 7
+            if shift >= 60:
+                raise InvalidUpdate("varuint over 53 bits")
+        raise InvalidUpdate("truncated varuint")
 
     def expect(self, raw: bytes) -> bool:
         """Skip ``raw`` if the data continues with it (a client id, encoded)."""
@@ -215,9 +227,7 @@ def read(
             raise _too_many(max_units)
         structs: list[Struct] | None = [] if keep_structs else None
         known = have.get(client, 0) if have else 0
-        encoded = bytearray()
-        write_varuint(encoded, client)
-        raw = bytes(encoded)  # references must name the client with these bytes (minimal)
+        raw = _client_bytes(client)  # references must name the client with these bytes
         size_raw = len(raw)
         check = entries if check_entries else None
         block = Block(client, clock, clock, count, reader.pos, 0, structs)
@@ -311,6 +321,22 @@ def read(
     if reader.pos != len(data):
         raise InvalidUpdate("trailing bytes after the update")
     return Update(data, blocks, deletes, units, entries, clipped)
+
+
+_CLIENT_BYTES: dict[int, bytes] = {}
+
+
+def _client_bytes(client: int) -> bytes:
+    """A client id's minimal varuint encoding (cached: a room has few writers)."""
+    raw = _CLIENT_BYTES.get(client)
+    if raw is None:
+        encoded = bytearray()
+        write_varuint(encoded, client)
+        raw = bytes(encoded)
+        if len(_CLIENT_BYTES) >= 4096:  # forged ids must not grow it without bound
+            _CLIENT_BYTES.clear()
+        _CLIENT_BYTES[client] = raw
+    return raw
 
 
 def _too_many(max_units: int) -> InvalidUpdate:
