@@ -252,3 +252,15 @@ async def test_ice_addresses_from_environment(monkeypatch) -> None:
     assert transport._ice_addresses == ("127.0.0.1",)
     explicit = webrtc.WebRTCTransport("ws://127.0.0.1:1", "room", ice_addresses=["127.0.0.1"])
     assert explicit._ice_addresses == ("127.0.0.1",)
+
+
+async def test_a_dozen_peers_joining_at_once_form_the_mesh_promptly(server) -> None:
+    """Offer-flood limits must not throttle honest simultaneous joins (each peer answers 11)."""
+    started = time.perf_counter()
+    peers = await asyncio.gather(*(join(server.url, f"p{i:02d}") for i in range(12)))
+    try:
+        await wait_until(lambda: all(len(p.peers) == 11 for p in peers), 15, "a full mesh")
+        print(f"12-peer mesh in {time.perf_counter() - started:.2f} s")
+        assert all(p.stats.get("signals_refused", 0) == 0 for p in peers)
+    finally:
+        await leave_all(*peers)

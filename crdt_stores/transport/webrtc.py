@@ -52,8 +52,9 @@ log = logging.getLogger("crdt_stores.webrtc")
 
 ICE_ADDRESSES_ENV = "CRDT_STORES_ICE_ADDRESSES"
 _CHANNEL_ID = 0
-MAX_NEGOTIATIONS = 8
-"""Offers answered at once (links not yet open): more wait for a retry by the offerer."""
+MAX_NEGOTIATIONS = 64
+"""Negotiations at once (links not yet open): a room of 64 may all join at the same time;
+past it the oldest one whose ICE has not connected gives way."""
 OFFERS_PER_SECOND = 0.5
 OFFER_BURST = 4
 """Offers answered per peer: an honest peer offers once, and re-offers with backoff."""
