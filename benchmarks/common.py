@@ -14,8 +14,20 @@ from typing import Any
 
 LOOPBACK = "127.0.0.1"
 ICE_ADDRESSES = [LOOPBACK]
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results"  # tracked: the README's figures
+RUNS = Path(__file__).resolve().parent / "runs"  # ignored by git: every other run
 ROOT = Path(__file__).resolve().parent.parent
+
+# The targets of the benchmarks issue, shared by the targets table and the plots.
+CONVERGENCE_VS_RAW = 1.25  # crdt_stores p50 at most this many times raw_aiortc's
+THROUGHPUT_OPS = 50_000  # converged ops/s at least, ...
+THROUGHPUT_PEERS = 4  # ... with this many peers
+LATE_JOIN_VS_RAW = 0.5  # MB/s at least this fraction of raw_aiortc's
+HISTORY_BYTES = 10_000  # a late joiner downloads less than this ...
+HISTORY_WRITES = 100_000  # ... after this many overwrites
+BULK_KEYS = 100_000  # one bulk_set of this many keys: ...
+BULK_MB = 300  # ... less resident memory growth than this ...
+BULK_SECONDS = 5  # ... and less time than this
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -39,6 +51,16 @@ def now() -> float:
 def latency_value(i: int) -> dict[str, Any]:
     """The value each latency write stores: small, typical of a collaboration app."""
     return {"i": i, "user": "peer-0", "text": f"message number {i}", "ok": True}
+
+
+def run_dir(quick: bool, label: str = "") -> Path:
+    """A fresh folder for one run: ``benchmarks/runs/<timestamp>[-label][-quick]``."""
+    name = time.strftime("%Y%m%d-%H%M%S") + (f"-{label}" if label else "")
+    name += "-quick" if quick else ""
+    path, n = RUNS / name, 2
+    while path.exists():
+        path, n = RUNS / f"{name}-{n}", n + 1
+    return path
 
 
 def machine() -> dict[str, Any]:
