@@ -22,10 +22,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from crdt_stores.transport.webrtc import (
-    _enlarge_socket_buffers,
-    _ice_scope,
-    _install_address_hook,
+from crdt_stores.transport._aiortc import (
+    enlarge_socket_buffers,
+    ice_scope,
+    install_address_hook,
 )
 
 from .common import ICE_ADDRESSES, LOOPBACK
@@ -35,7 +35,7 @@ class RawPeer:
     """One peer of a mesh of plain aiortc data channels (SDP passed by the caller)."""
 
     def __init__(self, name: str, on_message: Callable[[str, bytes], None]) -> None:
-        _install_address_hook()
+        install_address_hook()
         self.name = name
         self.on_message = on_message
         self.pcs: dict[str, RTCPeerConnection] = {}
@@ -43,14 +43,14 @@ class RawPeer:
         self._open: dict[str, asyncio.Event] = {}
 
     def _new(self, peer: str) -> RTCPeerConnection:
-        with _ice_scope(tuple(ICE_ADDRESSES)):
+        with ice_scope(tuple(ICE_ADDRESSES)):
             pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         channel = pc.createDataChannel("raw", negotiated=True, id=0, ordered=True)
         opened = self._open[peer] = asyncio.Event()
 
         @channel.on("open")
         def on_open() -> None:
-            _enlarge_socket_buffers(pc)
+            enlarge_socket_buffers(pc)
             opened.set()
 
         @channel.on("message")
@@ -63,19 +63,19 @@ class RawPeer:
 
     async def offer(self, peer: str) -> str:
         pc = self._new(peer)
-        with _ice_scope(tuple(ICE_ADDRESSES)):
+        with ice_scope(tuple(ICE_ADDRESSES)):
             await pc.setLocalDescription(await pc.createOffer())
         return pc.localDescription.sdp
 
     async def answer(self, peer: str, sdp: str) -> str:
         pc = self._new(peer)
-        with _ice_scope(tuple(ICE_ADDRESSES)):
+        with ice_scope(tuple(ICE_ADDRESSES)):
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 
     async def accept(self, peer: str, sdp: str) -> None:
-        with _ice_scope(tuple(ICE_ADDRESSES)):
+        with ice_scope(tuple(ICE_ADDRESSES)):
             await self.pcs[peer].setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
     async def wait_open(self, timeout: float = 30.0) -> None:

@@ -32,7 +32,7 @@ from aiortc import RTCPeerConnection
 from websockets.asyncio.client import ClientConnection, connect
 
 from crdt_stores import Meeting
-from crdt_stores.transport import webrtc
+from crdt_stores.transport import _aiortc
 
 from .common import RESULTS, ROOT, machine
 
@@ -68,7 +68,7 @@ class _Sink(asyncio.DatagramProtocol):
 
 async def _forged_offer(sink_port: int) -> str:
     """A genuine aiortc offer whose only ICE candidate is the sink."""
-    with webrtc._ice_scope(LOOPBACK):
+    with _aiortc.ice_scope(LOOPBACK):
         pc = RTCPeerConnection()
         pc.createDataChannel("crdt-stores", negotiated=True, id=0)
         await pc.setLocalDescription(await pc.createOffer())

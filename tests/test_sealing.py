@@ -23,7 +23,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from crdt_stores import Meeting
 from crdt_stores.sealing import SealError, SignalSealer, derive_key, generate_room_key
-from crdt_stores.transport import webrtc
+from crdt_stores.transport import _aiortc
 from signaling import SignalingServer
 
 from .conftest import converge
@@ -175,7 +175,7 @@ class TamperingServer:
                 )
 
     async def _pc(self, peer: str) -> tuple[RTCPeerConnection, Any]:
-        with webrtc._ice_scope(tuple(LOOPBACK)):
+        with _aiortc.ice_scope(tuple(LOOPBACK)):
             pc = RTCPeerConnection()
         self.pcs.append(pc)
         channel = pc.createDataChannel("crdt-stores", negotiated=True, id=0, ordered=True)
@@ -200,11 +200,11 @@ class TamperingServer:
             self._relay(channel_in, recipient)
             sdp = data.get("sdp")
             if sdp is None:  # sealed: we cannot read it; answer with our own description
-                with webrtc._ice_scope(tuple(LOOPBACK)):
+                with _aiortc.ice_scope(tuple(LOOPBACK)):
                     probe, _ = await self._pc(sender + "#probe")
                     await probe.setLocalDescription(await probe.createOffer())
                 sdp = probe.localDescription.sdp
-            with webrtc._ice_scope(tuple(LOOPBACK)):
+            with _aiortc.ice_scope(tuple(LOOPBACK)):
                 await pc_in.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
                 await pc_in.setLocalDescription(await pc_in.createAnswer())
             answer = {"kind": "answer", "session": session, "sdp": pc_in.localDescription.sdp}
@@ -213,7 +213,7 @@ class TamperingServer:
             pc_out, channel_out = await self._pc(recipient)
             self._relay(channel_out, sender)
             self.toward[recipient] = pc_out
-            with webrtc._ice_scope(tuple(LOOPBACK)):
+            with _aiortc.ice_scope(tuple(LOOPBACK)):
                 await pc_out.setLocalDescription(await pc_out.createOffer())
             await self._send(
                 recipient,
@@ -228,7 +228,7 @@ class TamperingServer:
                 },
             )
         elif kind == "answer" and sender in self.toward:
-            with webrtc._ice_scope(tuple(LOOPBACK)):
+            with _aiortc.ice_scope(tuple(LOOPBACK)):
                 await self.toward[sender].setRemoteDescription(
                     RTCSessionDescription(data["sdp"], "answer")
                 )

@@ -224,14 +224,6 @@ async def test_leave_delivers_queued_writes(server) -> None:
         await leave_all(a, b)
 
 
-def test_ice_address_override_is_scoped() -> None:
-    webrtc._install_address_hook()
-    with webrtc._ice_scope(("127.0.0.1",)):
-        assert webrtc._get_host_addresses(True, True) == ["127.0.0.1"]
-    # outside a scope aioice's own discovery runs unchanged (it never lists loopback)
-    assert "127.0.0.1" not in webrtc._get_host_addresses(True, False)
-
-
 def test_ice_servers_parsing_and_no_implicit_stun() -> None:
     servers = webrtc.parse_ice_servers(
         [

@@ -8,6 +8,9 @@
   (``ice_addresses`` or ``CRDT_STORES_ICE_ADDRESSES``); aioice has no option for
   it, so its address discovery is overridden only inside calls made for
   connections that asked for it (a context variable, not a global switch).
+* Under loss, DTLS and SCTP back off their retransmissions: an attempt that has
+  not opened after ``spare_after`` seconds gets a second one alongside it, with
+  fresh timers; the first of the two to open is the link, the other is closed.
 * Leaving closes the data channels first: aiortc sends what is queued before the
   stream reset, whereas ``pc.close()`` alone aborts SCTP and drops it.
 * Frame handlers are guarded: an exception never reaches aiortc, which would
@@ -22,18 +25,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import logging
 import os
 import secrets
-import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aioice.ice
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
@@ -44,6 +43,13 @@ from aiortc import (
 
 from ..sealing import ROOM_KEY_ENV, SealError, SignalSealer
 from ..signaling_client import SignalingClient
+from ._aiortc import (
+    enlarge_socket_buffers,
+    ice_scope,
+    install_address_hook,
+    tune_sctp,
+    watch_datagrams,
+)
 from .base import Transport, TransportHandler
 
 __all__ = ["ICE_ADDRESSES_ENV", "WebRTCTransport", "parse_ice_servers"]
@@ -62,33 +68,6 @@ MAX_CANDIDATES = 16
 """ICE candidates accepted in one description (each one is a target for ICE checks)."""
 MAX_SDP_CHARS = 32 * 1024
 _ICE_UP = ("connected", "completed")
-
-_ice_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
-    "crdt_stores_ice_addresses", default=None
-)
-_original_get_host_addresses = aioice.ice.get_host_addresses
-
-
-def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    addresses = _ice_addresses.get()
-    if addresses is None:
-        return _original_get_host_addresses(use_ipv4, use_ipv6)
-    return list(addresses)
-
-
-def _install_address_hook() -> None:
-    """Route aioice's host discovery through the context variable (idempotent)."""
-    if aioice.ice.get_host_addresses is not _get_host_addresses:
-        aioice.ice.get_host_addresses = _get_host_addresses
-
-
-@contextlib.contextmanager
-def _ice_scope(addresses: tuple[str, ...] | None) -> Iterator[None]:
-    token = _ice_addresses.set(addresses)
-    try:
-        yield
-    finally:
-        _ice_addresses.reset(token)
 
 
 def parse_ice_servers(servers: Sequence[Any] | None) -> list[RTCIceServer]:
@@ -122,9 +101,11 @@ class _Peer:
     offerer: bool
     session: str
     ready: asyncio.Future[bool]
+    spare: bool = False  # a second attempt alongside the first (see spare_after)
     opened: bool = False
     closed: bool = False
     last_frame: float = 0.0
+    last_heard: float = 0.0  # any datagram from the peer's stack (time.monotonic())
     started: float = field(default_factory=time.monotonic)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -142,6 +123,7 @@ class WebRTCTransport(Transport):
         ice_servers: Sequence[Any] | None = None,
         ice_addresses: Sequence[str] | None = None,
         connect_timeout: float = 20.0,
+        spare_after: float = 3.0,
         join_timeout: float = 15.0,
         left_grace: float = 2.5,
         retry_backoff: float = 1.0,
@@ -159,6 +141,7 @@ class WebRTCTransport(Transport):
             ]
         self._ice_addresses = tuple(ice_addresses) if ice_addresses is not None else None
         self._connect_timeout = connect_timeout
+        self._spare_after = spare_after
         self._join_timeout = join_timeout
         self._left_grace = left_grace
         self._retry_backoff = retry_backoff
@@ -171,7 +154,8 @@ class WebRTCTransport(Transport):
         self._refusals_logged: set[tuple[str, str]] = set()
         self._handler: TransportHandler | None = None
         self._signaling: SignalingClient | None = None
-        self._peers: dict[str, _Peer] = {}
+        self._peers: dict[str, _Peer] = {}  # the link, or the first attempt at one
+        self._spares: dict[str, _Peer] = {}  # a second attempt, while neither has opened
         self._present: set[str] = set()  # in the room according to signaling
         self._attempts: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -180,7 +164,7 @@ class WebRTCTransport(Transport):
     # -- Transport ----------------------------------------------------------------
 
     async def start(self, handler: TransportHandler) -> None:
-        _install_address_hook()
+        install_address_hook()
         self._handler = handler
         self._signaling = SignalingClient(
             self.url, self.room, self, peer_id=self.peer_id or None, token=self._token
@@ -207,6 +191,12 @@ class WebRTCTransport(Transport):
     def present_peers(self) -> set[str]:
         return self._present - {self.peer_id}
 
+    def last_heard(self, peer: str) -> float | None:
+        link = self._peers.get(peer)
+        if link is None or not link.opened or not link.last_heard:
+            return None
+        return link.last_heard
+
     def buffered_amount(self) -> int:
         return sum(p.channel.bufferedAmount for p in self._peers.values() if p.opened)
 
@@ -225,12 +215,17 @@ class WebRTCTransport(Transport):
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=30.0)
 
     def close_link(self, peer: str) -> None:
+        spare = self._spares.get(peer)
+        if spare is not None:
+            self._teardown(spare, retry=False)
         link = self._peers.get(peer)
         if link is not None:
             self._teardown(link)
 
     async def close(self) -> None:
         self._closing = True
+        for spare in list(self._spares.values()):
+            self._teardown(spare, retry=False)
         links = list(self._peers.values())
         for link in links:
             if link.channel.readyState == "open":
@@ -256,6 +251,9 @@ class WebRTCTransport(Transport):
         self._present.discard(peer)
         self._attempts.pop(peer, None)
         self._offer_budget.pop(peer, None)
+        spare = self._spares.get(peer)
+        if spare is not None:
+            self._teardown(spare, retry=False)
         link = self._peers.get(peer)
         if link is None:
             return
@@ -289,13 +287,18 @@ class WebRTCTransport(Transport):
         if kind == "offer":
             self._offered(peer, session, sdp)
         elif kind == "answer":
-            offering = self._peers.get(peer)
-            if (
-                offering is not None
-                and offering.offerer
-                and offering.session == session
-                and not offering.closed
-            ):
+            offering = next(
+                (
+                    attempt
+                    for attempt in (self._peers.get(peer), self._spares.get(peer))
+                    if attempt is not None
+                    and attempt.offerer
+                    and attempt.session == session
+                    and not attempt.closed
+                ),
+                None,
+            )
+            if offering is not None:
                 self._spawn(self._accept_answer(offering, sdp), offering)
             else:
                 self._count("answers_ignored")
@@ -313,11 +316,18 @@ class WebRTCTransport(Transport):
         if not self._take_offer_budget(peer):
             self._refuse(peer, "offers too often")
             return
-        if existing is not None:
+        # A new offer while we answer an older one that has not opened: the peer
+        # started a second attempt (or gave up on the first); keep both going.
+        spare = existing is not None and not existing.offerer and not existing.opened
+        if spare:
+            older = self._spares.get(peer)
+            if older is not None:
+                self._teardown(older, retry=False)
+        elif existing is not None:
             self._teardown(existing, retry=False)
         self._make_room_for_a_negotiation()
         self._count("offers_answered")
-        answering = self._new_peer(peer, offerer=False, session=session)
+        answering = self._new_peer(peer, offerer=False, session=session, spare=spare)
         self._spawn(self._answer(answering, sdp), answering)
 
     def _make_room_for_a_negotiation(self) -> None:
@@ -328,6 +338,7 @@ class WebRTCTransport(Transport):
         with made-up candidates leaves behind, and the offerer retries if honest.
         """
         negotiating = [p for p in self._peers.values() if not p.opened]
+        negotiating += self._spares.values()
         if len(negotiating) < self._max_negotiations:
             return
         stuck = [p for p in negotiating if p.pc.iceConnectionState not in _ICE_UP]
@@ -372,8 +383,8 @@ class WebRTCTransport(Transport):
 
     # -- connections --------------------------------------------------------------
 
-    def _new_peer(self, peer: str, *, offerer: bool, session: str) -> _Peer:
-        with _ice_scope(self._ice_addresses):
+    def _new_peer(self, peer: str, *, offerer: bool, session: str, spare: bool = False) -> _Peer:
+        with ice_scope(self._ice_addresses):
             pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice_servers)))
         channel = pc.createDataChannel("crdt-stores", negotiated=True, id=_CHANNEL_ID, ordered=True)
         link = _Peer(
@@ -383,8 +394,15 @@ class WebRTCTransport(Transport):
             offerer=offerer,
             session=session,
             ready=asyncio.get_running_loop().create_future(),
+            spare=spare,
         )
-        self._peers[peer] = link
+        (self._spares if spare else self._peers)[peer] = link
+        tune_sctp(pc)
+
+        def heard() -> None:
+            link.last_heard = time.monotonic()
+
+        watch_datagrams(pc, heard)
 
         @channel.on("open")
         def on_open() -> None:
@@ -410,19 +428,34 @@ class WebRTCTransport(Transport):
         self._spawn(self._deadline(link), link)
         return link
 
-    def _connect(self, peer: str) -> None:
+    def _connect(self, peer: str, *, spare: bool = False) -> None:
         if self._closing or peer == self.peer_id:
             return
-        link = self._new_peer(peer, offerer=True, session=secrets.token_hex(8))
+        link = self._new_peer(peer, offerer=True, session=secrets.token_hex(8), spare=spare)
         self._spawn(self._offer(link), link)
+        if not spare:
+            self._spawn(self._spare_later(link), link)
+
+    async def _spare_later(self, link: _Peer) -> None:
+        """Offer a second attempt alongside ``link`` if it has not opened by then."""
+        await asyncio.sleep(self._spare_after)
+        if (
+            not link.opened
+            and not link.closed
+            and self._peers.get(link.id) is link
+            and link.id not in self._spares
+            and link.id in self._present
+        ):
+            self._count("spare_attempts")
+            self._connect(link.id, spare=True)
 
     async def _offer(self, link: _Peer) -> None:
-        with _ice_scope(self._ice_addresses):
+        with ice_scope(self._ice_addresses):
             await link.pc.setLocalDescription(await link.pc.createOffer())
         await self._send_description(link, "offer")
 
     async def _answer(self, link: _Peer, sdp: str) -> None:
-        with _ice_scope(self._ice_addresses):
+        with ice_scope(self._ice_addresses):
             await link.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await link.pc.setLocalDescription(await link.pc.createAnswer())
         await self._send_description(link, "answer")
@@ -443,14 +476,14 @@ class WebRTCTransport(Transport):
     async def _accept_answer(self, link: _Peer, sdp: str) -> None:
         if link.pc.signalingState != "have-local-offer":
             return
-        with _ice_scope(self._ice_addresses):
+        with ice_scope(self._ice_addresses):
             await link.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
     async def _deadline(self, link: _Peer) -> None:
         await asyncio.sleep(self._connect_timeout)
         if not link.opened and not link.closed:
             log.warning(
-                "no connection to %s after %.0f s; giving up", link.id, self._connect_timeout
+                "no connection to %s after %.0f s; starting over", link.id, self._connect_timeout
             )
             self._teardown(link)
 
@@ -461,9 +494,26 @@ class WebRTCTransport(Transport):
             self._teardown(link, retry=False)
 
     def _opened(self, link: _Peer) -> None:
-        if link.closed or self._peers.get(link.id) is not link:
+        if link.closed:
             return
-        _enlarge_socket_buffers(link.pc)
+        if link.spare:  # the second attempt won: it becomes the link
+            if self._spares.get(link.id) is not link:
+                return
+            del self._spares[link.id]
+            link.spare = False
+            first = self._peers.get(link.id)
+            self._peers[link.id] = link
+            if first is not None:
+                if not first.ready.done():
+                    first.ready.set_result(True)  # join() waits on the first attempt
+                self._teardown(first, retry=False)
+        elif self._peers.get(link.id) is not link:
+            return
+        else:
+            other = self._spares.get(link.id)
+            if other is not None:
+                self._teardown(other, retry=False)
+        enlarge_socket_buffers(link.pc)
         link.opened = True
         link.last_frame = asyncio.get_running_loop().time()
         self._attempts.pop(link.id, None)
@@ -487,14 +537,29 @@ class WebRTCTransport(Transport):
         link.closed = True
         if not link.ready.done():
             link.ready.set_result(False)
-        current = self._peers.get(link.id) is link
-        if current:
-            del self._peers[link.id]
         for task in link.tasks:
             if task is not asyncio.current_task():
                 task.cancel()
         if close_pc:
             self._spawn(link.pc.close())
+        if link.spare:  # never a link: nothing to report, nothing to retry
+            if self._spares.get(link.id) is link:
+                del self._spares[link.id]
+            return
+        current = self._peers.get(link.id) is link
+        if current:
+            del self._peers[link.id]
+            spare = self._spares.get(link.id)
+            if spare is not None and not link.opened and not self._closing:
+                # The first attempt failed; the second goes on as the attempt.
+                del self._spares[link.id]
+                spare.spare = False
+                self._peers[link.id] = spare
+                if spare.offerer:
+                    self._spawn(self._spare_later(spare), spare)
+                retry = False
+            elif spare is not None:
+                self._teardown(spare, retry=False)
         if link.opened and current and self._handler is not None:
             self._handler.link_down(link.id)
         if retry and current and not self._closing:
@@ -549,25 +614,3 @@ async def _event(channel: RTCDataChannel, name: str) -> None:
     if name != "close":
         channel.once("close", fire)
     await done
-
-
-SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
-
-
-def _enlarge_socket_buffers(pc: RTCPeerConnection) -> None:
-    """Give this connection's UDP sockets big buffers (the kernel caps them).
-
-    A peer busy applying a burst of changes reads its sockets late; with aioice's
-    256 KiB receive buffer, loopback drops datagrams and SCTP then stalls for a
-    whole retransmission timeout (at least 1 s in aiortc). Best effort: the path
-    to the sockets goes through aiortc and aioice internals.
-    """
-    try:
-        connection = pc.sctp.transport.transport.iceGatherer._connection  # type: ignore[union-attr]
-        for protocol in connection._protocols:
-            sock = protocol.transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
-    except (AttributeError, OSError) as exc:
-        log.debug("could not enlarge socket buffers: %r", exc)
