@@ -407,6 +407,12 @@ class Meeting:
         while True:
             await asyncio.sleep(self._tick_interval)
             try:
+                transport = self._transport
+                if transport is not None:
+                    for peer in engine.peers:
+                        heard = transport.last_heard(peer)
+                        if heard is not None:
+                            engine.heard(peer, heard)
                 engine.tick(self._now())
                 self._engine_events()
                 self._flush()

@@ -158,7 +158,7 @@ _SV_ENTRIES_PER_ITEM = 8  # a state-vector entry costs an eighth of an entry to 
 class _Link:
     peer: str
     opened: float
-    last_recv: float
+    last_recv: float  # a frame arrived
     last_sent: float
     reassembler: wire.Reassembler
     remote_states: dict[str, sv.StateVector] = field(default_factory=dict)
@@ -170,6 +170,9 @@ class _Link:
     synced_once: bool = False  # the peer's SYNC (its full state) has arrived
     sync_seen: set[str] = field(default_factory=set)  # stores named by a multi-part SYNC
     violations: int = 0
+    # the peer's network stack was heard (datagrams below the frames, per the transport):
+    # under loss, frames wait behind retransmissions while the peer is alive and well
+    last_alive: float = 0.0
     # what goes out at the next flush
     hello: bool = True
     sync: bool = True
@@ -326,6 +329,16 @@ class SyncEngine:
             return False
         link.reassembler.clear()  # its partial messages' memory goes back to the budget
         return True
+
+    def heard(self, peer: str, when: float) -> None:
+        """The transport heard from ``peer`` at ``when`` (a sign of life, not a frame).
+
+        A link is declared dead only after ``dead_after`` with neither frames nor
+        such signs: lost packets delay frames but do not silence a live peer.
+        """
+        link = self._links.get(peer)
+        if link is not None and when > link.last_alive:
+            link.last_alive = when
 
     def _announce_links(self, except_peer: str | None = None) -> None:
         for link in self._links.values():
@@ -597,7 +610,7 @@ class SyncEngine:
         self._now = now
         config = self.config
         for link in list(self._links.values()):
-            if now - link.last_recv > config.dead_after:
+            if now - max(link.last_recv, link.last_alive) > config.dead_after:
                 self.stats["links_dead"] += 1
                 self.link_down(link.peer)
                 if self.on_link_dead is not None:

@@ -102,6 +102,25 @@ def test_heartbeat_and_dead_link() -> None:
     assert dead == ["b"] and a.peers == []
 
 
+def test_a_peer_heard_below_the_frames_is_not_dead() -> None:
+    """Under loss, frames wait behind retransmissions while datagrams still arrive:
+    the transport's signs of life keep the link; silence of both ends it."""
+    dead: list[str] = []
+    config = SyncConfig(heartbeat_interval=1.0, dead_after=3.0)
+    a = SyncEngine("a", config, on_link_dead=dead.append)
+    a.link_up("b", 0.0)
+    a.receive("b", wire.encode(wire.SYNC, {}, False), 0.0)  # the last frame for a while
+    for second in range(1, 20):
+        a.heard("b", second - 0.5)
+        a.tick(float(second))
+    assert dead == [] and a.peers == ["b"]
+    a.heard("b", 1.0)  # an older sign of life changes nothing
+    a.tick(22.0)
+    assert dead == ["b"] and a.peers == []
+    a.heard("b", 23.0)  # no link: nothing to keep alive, nothing raised
+    assert a.peers == []
+
+
 def test_state_vector_codec() -> None:
     doc = Doc()
     doc.get("a", type=Array).append(1)

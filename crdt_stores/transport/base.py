@@ -51,6 +51,11 @@ class Transport(ABC):
         """Other peers in the room as far as the transport knows (signaling), linked or not."""
         return set()
 
+    def last_heard(self, peer: str) -> float | None:
+        """When (``time.monotonic()``) the network last brought anything from ``peer``,
+        frames or not: a sign of life below the frames, or None if the transport cannot tell."""
+        return None
+
     def buffered_amount(self) -> int:
         """Bytes accepted by ``send`` but not yet handed to the network."""
         return 0
