@@ -295,9 +295,11 @@ class Meeting:
             return
         if self._transport is not None:
             self._engine.peer_id = self._transport.peer_id  # settled by now (signaling)
+        replaced = peer in self._engine.peers  # a new connection took over: no news
         self._engine.link_up(peer, self._now())
         self._unreachable.discard(peer)
-        self._emit("peer_joined", peer)
+        if not replaced:
+            self._emit("peer_joined", peer)
         self._schedule_flush()
 
     def link_down(self, peer: str) -> None:

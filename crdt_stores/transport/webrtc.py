@@ -8,9 +8,11 @@
   (``ice_addresses`` or ``CRDT_STORES_ICE_ADDRESSES``); aioice has no option for
   it, so its address discovery is overridden only inside calls made for
   connections that asked for it (a context variable, not a global switch).
-* Under loss, DTLS and SCTP back off their retransmissions: an attempt that has
-  not opened after ``spare_after`` seconds gets a second one alongside it, with
-  fresh timers; the first of the two to open is the link, the other is closed.
+* Under loss, DTLS and SCTP back off their retransmissions: while no attempt has
+  opened, the offerer starts another one every ``spare_after`` seconds (for
+  ``connect_timeout``), with fresh timers; at most ``MAX_ATTEMPTS`` run at once
+  (the oldest that has not got through DTLS gives way), the first to open is
+  the link and the others are closed.
 * Leaving closes the data channels first: aiortc sends what is queued before the
   stream reset, whereas ``pc.close()`` alone aborts SCTP and drops it.
 * Frame handlers are guarded: an exception never reaches aiortc, which would
@@ -64,6 +66,8 @@ past it the oldest one whose ICE has not connected gives way."""
 OFFERS_PER_SECOND = 0.5
 OFFER_BURST = 4
 """Offers answered per peer: an honest peer offers once, and re-offers with backoff."""
+MAX_ATTEMPTS = 3
+"""Attempts at one link running at once (see ``spare_after``)."""
 MAX_CANDIDATES = 16
 """ICE candidates accepted in one description (each one is a target for ICE checks)."""
 MAX_SDP_CHARS = 32 * 1024
@@ -101,7 +105,7 @@ class _Peer:
     offerer: bool
     session: str
     ready: asyncio.Future[bool]
-    spare: bool = False  # a second attempt alongside the first (see spare_after)
+    spare: bool = False  # a further attempt alongside the first (see spare_after)
     opened: bool = False
     closed: bool = False
     last_frame: float = 0.0
@@ -123,7 +127,7 @@ class WebRTCTransport(Transport):
         ice_servers: Sequence[Any] | None = None,
         ice_addresses: Sequence[str] | None = None,
         connect_timeout: float = 20.0,
-        spare_after: float = 3.0,
+        spare_after: float = 2.0,
         join_timeout: float = 15.0,
         left_grace: float = 2.5,
         retry_backoff: float = 1.0,
@@ -155,7 +159,8 @@ class WebRTCTransport(Transport):
         self._handler: TransportHandler | None = None
         self._signaling: SignalingClient | None = None
         self._peers: dict[str, _Peer] = {}  # the link, or the first attempt at one
-        self._spares: dict[str, _Peer] = {}  # a second attempt, while neither has opened
+        self._spares: dict[str, list[_Peer]] = {}  # further attempts, oldest first
+        self._rolling: set[str] = set()  # peers we are starting further attempts to
         self._present: set[str] = set()  # in the room according to signaling
         self._attempts: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -215,17 +220,15 @@ class WebRTCTransport(Transport):
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=30.0)
 
     def close_link(self, peer: str) -> None:
-        spare = self._spares.get(peer)
-        if spare is not None:
-            self._teardown(spare, retry=False)
+        self._drop_spares(peer)
         link = self._peers.get(peer)
         if link is not None:
             self._teardown(link)
 
     async def close(self) -> None:
         self._closing = True
-        for spare in list(self._spares.values()):
-            self._teardown(spare, retry=False)
+        for peer in list(self._spares):
+            self._drop_spares(peer)
         links = list(self._peers.values())
         for link in links:
             if link.channel.readyState == "open":
@@ -251,9 +254,7 @@ class WebRTCTransport(Transport):
         self._present.discard(peer)
         self._attempts.pop(peer, None)
         self._offer_budget.pop(peer, None)
-        spare = self._spares.get(peer)
-        if spare is not None:
-            self._teardown(spare, retry=False)
+        self._drop_spares(peer)
         link = self._peers.get(peer)
         if link is None:
             return
@@ -290,11 +291,8 @@ class WebRTCTransport(Transport):
             offering = next(
                 (
                     attempt
-                    for attempt in (self._peers.get(peer), self._spares.get(peer))
-                    if attempt is not None
-                    and attempt.offerer
-                    and attempt.session == session
-                    and not attempt.closed
+                    for attempt in self._tries(peer)
+                    if attempt.offerer and attempt.session == session and not attempt.closed
                 ),
                 None,
             )
@@ -316,14 +314,13 @@ class WebRTCTransport(Transport):
         if not self._take_offer_budget(peer):
             self._refuse(peer, "offers too often")
             return
-        # A new offer while we answer an older one that has not opened: the peer
-        # started a second attempt (or gave up on the first); keep both going.
-        spare = existing is not None and not existing.offerer and not existing.opened
-        if spare:
-            older = self._spares.get(peer)
-            if older is not None:
-                self._teardown(older, retry=False)
-        elif existing is not None:
+        # A new offer while we answer an older one, or while our side of a link is
+        # open: the peer started a further attempt (its side had not opened, or it
+        # lost the link). Keep what we have until the new one opens: tearing down
+        # an open side would abort an association the peer was about to finish.
+        spare = existing is not None and (existing.opened or not existing.offerer)
+        if not spare and existing is not None:
+            self._drop_spares(peer)
             self._teardown(existing, retry=False)
         self._make_room_for_a_negotiation()
         self._count("offers_answered")
@@ -338,7 +335,7 @@ class WebRTCTransport(Transport):
         with made-up candidates leaves behind, and the offerer retries if honest.
         """
         negotiating = [p for p in self._peers.values() if not p.opened]
-        negotiating += self._spares.values()
+        negotiating += [p for spares in self._spares.values() for p in spares]
         if len(negotiating) < self._max_negotiations:
             return
         stuck = [p for p in negotiating if p.pc.iceConnectionState not in _ICE_UP]
@@ -396,7 +393,11 @@ class WebRTCTransport(Transport):
             ready=asyncio.get_running_loop().create_future(),
             spare=spare,
         )
-        (self._spares if spare else self._peers)[peer] = link
+        if spare:
+            self._spares.setdefault(peer, []).append(link)
+            self._trim_tries(peer)
+        else:
+            self._peers[peer] = link
         tune_sctp(pc)
 
         def heard() -> None:
@@ -433,21 +434,46 @@ class WebRTCTransport(Transport):
             return
         link = self._new_peer(peer, offerer=True, session=secrets.token_hex(8), spare=spare)
         self._spawn(self._offer(link), link)
-        if not spare:
-            self._spawn(self._spare_later(link), link)
+        if not spare and peer not in self._rolling:
+            self._rolling.add(peer)
+            self._spawn(self._roll(peer))
 
-    async def _spare_later(self, link: _Peer) -> None:
-        """Offer a second attempt alongside ``link`` if it has not opened by then."""
-        await asyncio.sleep(self._spare_after)
-        if (
-            not link.opened
-            and not link.closed
-            and self._peers.get(link.id) is link
-            and link.id not in self._spares
-            and link.id in self._present
-        ):
-            self._count("spare_attempts")
-            self._connect(link.id, spare=True)
+    async def _roll(self, peer: str) -> None:
+        """While no attempt at ``peer`` has opened, start another every ``spare_after``
+        seconds, for ``connect_timeout`` (then retries with backoff take over)."""
+        try:
+            for _ in range(max(int(self._connect_timeout / self._spare_after), 0)):
+                await asyncio.sleep(self._spare_after)
+                first = self._peers.get(peer)
+                if (
+                    first is None
+                    or first.opened
+                    or not first.offerer
+                    or peer not in self._present
+                    or self._closing
+                ):
+                    return
+                self._count("spare_attempts")
+                self._connect(peer, spare=True)
+        finally:
+            self._rolling.discard(peer)
+
+    def _tries(self, peer: str) -> list[_Peer]:
+        """Every live attempt at a link to ``peer``, oldest first."""
+        first = self._peers.get(peer)
+        return ([first] if first is not None else []) + self._spares.get(peer, [])
+
+    def _trim_tries(self, peer: str) -> None:
+        """Past ``MAX_ATTEMPTS``, the oldest attempt that has not got through DTLS goes
+        (its timers have backed off the most); the newest always stays."""
+        while len(tries := self._tries(peer)) > MAX_ATTEMPTS:
+            older = tries[:-1]
+            stuck = [t for t in older if _dtls_state(t.pc) != "connected"]
+            self._teardown((stuck or older)[0], retry=False)
+
+    def _drop_spares(self, peer: str) -> None:
+        for spare in list(self._spares.get(peer, [])):
+            self._teardown(spare, retry=False)
 
     async def _offer(self, link: _Peer) -> None:
         with ice_scope(self._ice_addresses):
@@ -496,10 +522,11 @@ class WebRTCTransport(Transport):
     def _opened(self, link: _Peer) -> None:
         if link.closed:
             return
-        if link.spare:  # the second attempt won: it becomes the link
-            if self._spares.get(link.id) is not link:
+        if link.spare:  # a further attempt won: it becomes the link
+            spares = self._spares.get(link.id, [])
+            if link not in spares:
                 return
-            del self._spares[link.id]
+            spares.remove(link)
             link.spare = False
             first = self._peers.get(link.id)
             self._peers[link.id] = link
@@ -509,10 +536,7 @@ class WebRTCTransport(Transport):
                 self._teardown(first, retry=False)
         elif self._peers.get(link.id) is not link:
             return
-        else:
-            other = self._spares.get(link.id)
-            if other is not None:
-                self._teardown(other, retry=False)
+        self._drop_spares(link.id)
         enlarge_socket_buffers(link.pc)
         link.opened = True
         link.last_frame = asyncio.get_running_loop().time()
@@ -543,23 +567,24 @@ class WebRTCTransport(Transport):
         if close_pc:
             self._spawn(link.pc.close())
         if link.spare:  # never a link: nothing to report, nothing to retry
-            if self._spares.get(link.id) is link:
-                del self._spares[link.id]
+            spares = self._spares.get(link.id, [])
+            if link in spares:
+                spares.remove(link)
+            if not spares:
+                self._spares.pop(link.id, None)
             return
         current = self._peers.get(link.id) is link
         if current:
             del self._peers[link.id]
-            spare = self._spares.get(link.id)
-            if spare is not None and not link.opened and not self._closing:
-                # The first attempt failed; the second goes on as the attempt.
-                del self._spares[link.id]
-                spare.spare = False
-                self._peers[link.id] = spare
-                if spare.offerer:
-                    self._spawn(self._spare_later(spare), spare)
+            others = self._spares.get(link.id)
+            if others and not self._closing:
+                # The link or first attempt failed; the next oldest goes on.
+                nxt = others.pop(0)
+                if not others:
+                    del self._spares[link.id]
+                nxt.spare = False
+                self._peers[link.id] = nxt
                 retry = False
-            elif spare is not None:
-                self._teardown(spare, retry=False)
         if link.opened and current and self._handler is not None:
             self._handler.link_down(link.id)
         if retry and current and not self._closing:
@@ -595,6 +620,11 @@ class WebRTCTransport(Transport):
 
         task.add_done_callback(done)
         return task
+
+
+def _dtls_state(pc: RTCPeerConnection) -> str | None:
+    sctp = pc.sctp
+    return None if sctp is None else sctp.transport.state
 
 
 async def _closed(channel: RTCDataChannel) -> None:
