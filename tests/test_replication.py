@@ -118,6 +118,25 @@ async def test_reconnect_is_a_new_link(net) -> None:
     assert a.stores["t"].get("also") == 2 and b.stores["s"].get("while-cut") == 1
 
 
+async def test_a_reconnect_sends_the_gap_not_the_store(net) -> None:
+    """A link that comes back exchanges state vectors and sends only what the other
+    side lacks: no storm of full state after a flap, however big the stores."""
+    a = await net.join("room", peer_id="a")
+    b = await net.join("room", peer_id="b")
+    store = a.stores.create("s")
+    await store.bulk_set({f"k{i}": "x" * 10_000 for i in range(100)})
+    await converge(a, b)
+    net.cut("a", "b")
+    await store.set("while-cut", 1)
+    before = a.stats["bytes_out"] + b.stats["bytes_out"]
+    net.restore("a", "b")
+    await converge(a, b)
+    assert b.stores["s"].get("while-cut") == 1
+    sent = a.stats["bytes_out"] + b.stats["bytes_out"] - before
+    print(f"{sent} bytes to resume a 1 MB store")
+    assert sent < 5_000, f"{sent} bytes to resume a 1 MB store"
+
+
 async def test_leave_and_rejoin(net) -> None:
     a = await net.join("room", peer_id="a")
     b = await net.join("room", peer_id="b")
