@@ -415,6 +415,7 @@ class Meeting:
                         heard = transport.last_heard(peer)
                         if heard is not None:
                             engine.heard(peer, heard)
+                        engine.backlog(peer, transport.buffered_to(peer))
                 engine.tick(self._now())
                 self._engine_events()
                 self._flush()

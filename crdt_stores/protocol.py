@@ -173,6 +173,7 @@ class _Link:
     # the peer's network stack was heard (datagrams below the frames, per the transport):
     # under loss, frames wait behind retransmissions while the peer is alive and well
     last_alive: float = 0.0
+    backlog: int = 0  # bytes for the peer the transport still holds (not yet sent)
     # what goes out at the next flush
     hello: bool = True
     sync: bool = True
@@ -339,6 +340,15 @@ class SyncEngine:
         link = self._links.get(peer)
         if link is not None and when > link.last_alive:
             link.last_alive = when
+
+    def backlog(self, peer: str, nbytes: int) -> None:
+        """The transport still holds ``nbytes`` for ``peer``. The channel is reliable:
+        while it holds anything, a gap at the peer is a queue, not a loss, and
+        anti-entropy does not pile duplicates onto it (under 40% loss it had sent
+        25-45 repair diffs per burst, to no gain in convergence time)."""
+        link = self._links.get(peer)
+        if link is not None:
+            link.backlog = nbytes
 
     def _announce_links(self, except_peer: str | None = None) -> None:
         for link in self._links.values():
@@ -637,6 +647,8 @@ class SyncEngine:
         for link in self._links.values():
             if not link.synced_once and self._now - link.opened >= self.config.sync_interval:
                 link.sync = True  # our SYNC or theirs was lost: ask again
+            if link.backlog:
+                continue  # still sending: what the peer lacks may be in the queue
             for name, replica in self._stores.items():
                 local = replica.state_vector_dict()
                 remote = self._settle(link).get(name)

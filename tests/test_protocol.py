@@ -102,6 +102,29 @@ def test_heartbeat_and_dead_link() -> None:
     assert dead == ["b"] and a.peers == []
 
 
+def test_no_repair_while_the_transport_still_holds_data_for_the_peer() -> None:
+    """A reliable channel loses nothing while it lives: a gap behind a send queue is
+    waited out, and repaired only once the queue has drained and the gap stays."""
+    a, b = linked_pair()
+    pump({"a": a, "b": b})
+    replica = a.create_store("s")
+    replica.set("k", "v")
+    a.commit("s")
+    a.data_to_send(0.0)  # the write goes out... and is lost on the way to b
+
+    def repairs_after(seconds: range, backlog: int) -> int:
+        for second in seconds:
+            a.heard("b", float(second))
+            a.receive("b", wire.encode(wire.HEARTBEAT), float(second))
+            a.backlog("b", backlog)
+            a.tick(float(second))
+            a.data_to_send(float(second))
+        return a.stats["repairs"]
+
+    assert repairs_after(range(1, 6), backlog=50_000) == 0
+    assert repairs_after(range(6, 10), backlog=0) >= 1
+
+
 def test_a_peer_heard_below_the_frames_is_not_dead() -> None:
     """Under loss, frames wait behind retransmissions while datagrams still arrive:
     the transport's signs of life keep the link; silence of both ends it."""

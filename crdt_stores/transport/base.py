@@ -56,6 +56,10 @@ class Transport(ABC):
         frames or not: a sign of life below the frames, or None if the transport cannot tell."""
         return None
 
+    def buffered_to(self, peer: str) -> int:
+        """Bytes accepted by ``send`` for ``peer`` and not yet handed to the network."""
+        return 0
+
     def buffered_amount(self) -> int:
         """Bytes accepted by ``send`` but not yet handed to the network."""
         return 0

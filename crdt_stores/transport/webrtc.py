@@ -202,6 +202,10 @@ class WebRTCTransport(Transport):
             return None
         return link.last_heard
 
+    def buffered_to(self, peer: str) -> int:
+        link = self._peers.get(peer)
+        return link.channel.bufferedAmount if link is not None and link.opened else 0
+
     def buffered_amount(self) -> int:
         return sum(p.channel.bufferedAmount for p in self._peers.values() if p.opened)
 
