@@ -170,7 +170,14 @@ def _stats(meetings: list[Meeting]) -> dict[str, int]:
     total: dict[str, int] = {}
     for m in meetings:
         for name, count in m.stats.items():
-            if name in ("links_dead", "repairs", "in:SYNC", "offers_answered"):
+            if name in (
+                "links_dead",
+                "repairs",
+                "offers_answered",
+                "spare_attempts",
+                "signals_refused",
+                "answers_ignored",
+            ):
                 total[name] = total.get(name, 0) + count
     return total
 
