@@ -74,7 +74,7 @@ async def test_bursts_under_40_percent_loss_converge_and_no_live_peer_is_dead(
             for k in range(1000):
                 store.set(f"p{i}-{k}", latency_value(k))  # no await: a burst
         started = time.monotonic()
-        # ~13-22 s in benchmarks/lossy.py runs; the bound leaves a slower machine room
+        # 5-13 s in benchmarks/lossy.py runs (seeds 1-5); the bound leaves slower machines room
         await wait_until(lambda: all(len(s) == 3000 for s in stores), 40, "convergence")
         print(f"converged {time.monotonic() - started:.1f} s after the burst at 40% loss")
         assert loss.dropped > 100
@@ -95,7 +95,7 @@ async def test_the_mesh_forms_under_20_percent_loss_from_the_start(
     started = time.monotonic()
     meetings = await _join_all(server.url, 3)
     try:
-        # 1.6-6.1 s in benchmarks/lossy.py runs (median 3 s)
+        # 1.5-4.0 s in benchmarks/lossy.py runs (seeds 1-5)
         await wait_until(lambda: all(len(m.peers) == 2 for m in meetings), 15, "the mesh")
         print(f"mesh formed in {time.monotonic() - started:.1f} s at 20% loss")
         await meetings[0].stores.create("s").set("k", "v")
