@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -128,10 +129,20 @@ class Meeting:
             if self._transport is None:
                 self._transport = self._webrtc_transport()
             await self._transport.start(self)
-        except BaseException:
+        except BaseException as exc:
+            # A failed or cancelled join leaves nothing open: signaling socket, connections.
+            left_meanwhile = self._state == "left"  # leave() closed what join was using
             self._state = "left"
-            self._engine = None
+            if not left_meanwhile:
+                self._engine = None
+            if self._transport is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._transport.close())
+            if left_meanwhile and isinstance(exc, Exception):
+                return
             raise
+        if self._state != "joining":
+            return  # leave() was called while joining: it closed the transport; stay left
         self._engine.peer_id = self._transport.peer_id
         self._state = "joined"
         self._ticker = asyncio.create_task(

@@ -111,6 +111,9 @@ class SignalingClient:
         except (TimeoutError, ValueError) as exc:
             await ws.close()
             raise JoinError(f"no valid welcome from the signaling server: {exc}") from None
+        except BaseException:  # cancelled while waiting for the welcome: no socket left open
+            await asyncio.shield(ws.close())
+            raise
         if not isinstance(reply, dict) or reply.get("type") != "welcome":
             text = str(reply.get("reason"))[:300] if isinstance(reply, dict) else "unexpected reply"
             name = str(reply.get("code", "refused"))[:64] if isinstance(reply, dict) else "refused"

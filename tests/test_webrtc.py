@@ -256,3 +256,44 @@ async def test_a_dozen_peers_joining_at_once_form_the_mesh_promptly(server) -> N
         assert all(p.stats.get("signals_refused", 0) == 0 for p in peers)
     finally:
         await leave_all(*peers)
+
+
+async def test_leave_while_joining_sticks(server) -> None:
+    a = await join(server.url, "a")
+    b = Meeting(server.url, "room", peer_id="b", ice_addresses=LOOPBACK)
+    joining = asyncio.create_task(b.__aenter__())
+    try:
+        await wait_until(lambda: b._state == "joining" and b._transport is not None, 5, "joining")
+        await asyncio.sleep(0)
+        await b.leave()
+        await asyncio.wait_for(joining, 10)
+        assert not b.joined and b._ticker is None
+        with pytest.raises(RuntimeError):
+            b.stores.create("s").set("k", 1)
+        await wait_until(lambda: "b" not in a.peers, 10, "b gone from a's links")
+    finally:
+        await leave_all(a, b)
+
+
+async def test_a_cancelled_join_leaves_no_socket_open() -> None:
+    """A server that never welcomes: the join is cancelled, and its socket closes."""
+    from websockets.asyncio.server import serve
+
+    opened: list[object] = []
+    closed = asyncio.Event()
+
+    async def silent(ws) -> None:
+        opened.append(ws)
+        try:
+            await ws.wait_closed()
+        finally:
+            closed.set()
+
+    async with serve(silent, "127.0.0.1", 0) as listener:
+        port = listener.sockets[0].getsockname()[1]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                Meeting.join(f"ws://127.0.0.1:{port}", "room", ice_addresses=LOOPBACK), 0.5
+            )
+        assert opened
+        await asyncio.wait_for(closed.wait(), 5)
