@@ -1000,8 +1000,9 @@ class StoreReplica:
                 values.pop(key, None)
             else:
                 values[key] = value
-            if effective:
-                changes[key] = value
+            if effective and (value is not MISSING or old is not MISSING):
+                changes[key] = value  # (absent before and after is no change: a delete
+                # marker of a key this replica never showed notifies nobody)
         return changes
 
 

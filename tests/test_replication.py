@@ -137,6 +137,19 @@ async def test_a_reconnect_sends_the_gap_not_the_store(net) -> None:
     assert sent < 5_000, f"{sent} bytes to resume a 1 MB store"
 
 
+async def test_a_late_joiner_is_not_told_of_keys_it_never_had(net) -> None:
+    a = await net.join("room", peer_id="a")
+    store = a.stores.create("s")
+    await store.set("gone", 1)
+    await store.delete("gone")
+    await store.set("kept", 2)
+    b = await net.join("room", peer_id="b")
+    calls: list[tuple[str, object]] = []
+    b.stores.create("s").subscribe("*", lambda key, value: calls.append((key, value)))
+    await converge(a, b)
+    assert calls == [("kept", 2)]
+
+
 async def test_leave_and_rejoin(net) -> None:
     a = await net.join("room", peer_id="a")
     b = await net.join("room", peer_id="b")
