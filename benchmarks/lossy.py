@@ -102,6 +102,23 @@ async def _write(write: Any, peer: int, pattern: str, writes: int) -> None:
             await asyncio.sleep(0)  # a burst, but the event loop still breathes
 
 
+async def _write_and_wait(
+    network: LossyNetwork, loss: float, arrivals: _Arrivals, writers: list[Any],
+    pattern: str, writes: int, timeout: float,
+) -> tuple[float | None, float]:  # fmt: skip
+    """Turn the loss on, write from every peer; (seconds to converge after the last
+    write or None after ``timeout``, longest stall)."""
+    network.rate = loss
+    arrivals.start()
+    await asyncio.gather(*(_write(w, i, pattern, writes) for i, w in enumerate(writers)))
+    wrote = time.perf_counter()
+    try:
+        await asyncio.wait_for(arrivals.done.wait(), timeout)
+    except TimeoutError:
+        return None, arrivals.final_stall()
+    return time.perf_counter() - wrote, arrivals.final_stall()
+
+
 async def _until(predicate: Any, timeout: float) -> float | None:
     """Seconds until ``predicate()`` holds (polled every 20 ms), or None after ``timeout``."""
     started = time.perf_counter()
@@ -144,19 +161,10 @@ async def run_crdt(
             stores = [m.stores.create("bench") for m in meetings]
             for i, store in enumerate(stores):
                 store.subscribe("*", lambda key, value, i=i: arrivals.got(i, key))
-            network.rate = loss
-            arrivals.start()
-            await asyncio.gather(
-                *(_write(store.set, i, pattern, writes) for i, store in enumerate(stores))
+            writers = [store.set for store in stores]
+            seconds, stall = await _write_and_wait(
+                network, loss, arrivals, writers, pattern, writes, timeout
             )
-            wrote = time.perf_counter()
-            try:
-                await asyncio.wait_for(arrivals.done.wait(), timeout)
-                seconds: float | None = time.perf_counter() - wrote
-            except TimeoutError:
-                seconds = None
-            stall = arrivals.final_stall()
-            network.rate = 0.0
             return Result(
                 "crdt_stores", loss, pattern, seconds, stall, lost[0], extra=_stats(meetings)
             )
@@ -166,18 +174,16 @@ async def run_crdt(
         network.uninstall()
 
 
+_COUNTERS = ("links_dead", "repairs", "offers_answered", "spare_attempts",
+             "signals_refused", "answers_ignored")  # fmt: skip
+
+
 def _stats(meetings: list[Meeting]) -> dict[str, int]:
+    """The counters that tell a lossy run's story, summed over the peers."""
     total: dict[str, int] = {}
     for m in meetings:
         for name, count in m.stats.items():
-            if name in (
-                "links_dead",
-                "repairs",
-                "offers_answered",
-                "spare_attempts",
-                "signals_refused",
-                "answers_ignored",
-            ):
+            if name in _COUNTERS:
                 total[name] = total.get(name, 0) + count
     return total
 
@@ -217,22 +223,14 @@ async def run_raw(
                     "connectionstatechange",
                     lambda pc=pc: lost.__setitem__(0, lost[0] + (pc.connectionState == "failed")),
                 )
-        network.rate = loss
-        arrivals.start()
-
-        async def write(i: int) -> None:
-            peer = peers[names[i]]
-            await _write(lambda key, value: peer.broadcast(cbor2.dumps([key, value])), i,
-                         pattern, writes)  # fmt: skip
-
-        await asyncio.gather(*(write(i) for i in range(PEERS)))
-        wrote = time.perf_counter()
-        try:
-            await asyncio.wait_for(arrivals.done.wait(), timeout)
-            seconds_: float | None = time.perf_counter() - wrote
-        except TimeoutError:
-            seconds_ = None
-        return Result("raw_aiortc", loss, pattern, seconds_, arrivals.final_stall(), lost[0])
+        writers = [
+            lambda key, value, peer=peers[name]: peer.broadcast(cbor2.dumps([key, value]))
+            for name in names
+        ]
+        seconds_, stall = await _write_and_wait(
+            network, loss, arrivals, writers, pattern, writes, timeout
+        )
+        return Result("raw_aiortc", loss, pattern, seconds_, stall, lost[0])
     finally:
         network.rate = 0.0
         await asyncio.gather(*(p.close() for p in peers.values()), return_exceptions=True)

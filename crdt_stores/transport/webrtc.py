@@ -105,7 +105,6 @@ class _Peer:
     offerer: bool
     session: str
     ready: asyncio.Future[bool]
-    spare: bool = False  # a further attempt alongside the first (see spare_after)
     opened: bool = False
     closed: bool = False
     last_frame: float = 0.0
@@ -395,7 +394,6 @@ class WebRTCTransport(Transport):
             offerer=offerer,
             session=session,
             ready=asyncio.get_running_loop().create_future(),
-            spare=spare,
         )
         if spare:
             self._spares.setdefault(peer, []).append(link)
@@ -476,8 +474,8 @@ class WebRTCTransport(Transport):
             self._teardown((stuck or older)[0], retry=False)
 
     def _drop_spares(self, peer: str) -> None:
-        for spare in list(self._spares.get(peer, [])):
-            self._teardown(spare, retry=False)
+        for spare in self._spares.pop(peer, []):
+            self._teardown(spare, retry=False)  # unlisted first: closed, never promoted
 
     async def _offer(self, link: _Peer) -> None:
         with ice_scope(self._ice_addresses):
@@ -526,12 +524,9 @@ class WebRTCTransport(Transport):
     def _opened(self, link: _Peer) -> None:
         if link.closed:
             return
-        if link.spare:  # a further attempt won: it becomes the link
-            spares = self._spares.get(link.id, [])
-            if link not in spares:
-                return
+        spares = self._spares.get(link.id, [])
+        if link in spares:  # a further attempt won: it becomes the link
             spares.remove(link)
-            link.spare = False
             first = self._peers.get(link.id)
             self._peers[link.id] = link
             if first is not None:
@@ -570,24 +565,20 @@ class WebRTCTransport(Transport):
                 task.cancel()
         if close_pc:
             self._spawn(link.pc.close())
-        if link.spare:  # never a link: nothing to report, nothing to retry
-            spares = self._spares.get(link.id, [])
-            if link in spares:
-                spares.remove(link)
+        spares = self._spares.get(link.id, [])
+        if link in spares:  # never a link: nothing to report, nothing to retry
+            spares.remove(link)
             if not spares:
-                self._spares.pop(link.id, None)
+                del self._spares[link.id]
             return
         current = self._peers.get(link.id) is link
         if current:
             del self._peers[link.id]
-            others = self._spares.get(link.id)
-            if others and not self._closing:
+            if spares and not self._closing:
                 # The link or first attempt failed; the next oldest goes on.
-                nxt = others.pop(0)
-                if not others:
+                self._peers[link.id] = spares.pop(0)
+                if not spares:
                     del self._spares[link.id]
-                nxt.spare = False
-                self._peers[link.id] = nxt
                 retry = False
         if link.opened and current and self._handler is not None:
             self._handler.link_down(link.id)
