@@ -17,18 +17,35 @@ update format, and accepted only if it describes the layout of a store:
 * Deletions never remove an array: clock 0 is clipped out of delete ranges.
 
 Anything else (other content types, ``Skip`` structs, clocks past Yrs' u32 range,
-client ids past 53 bits, trailing bytes) raises ``InvalidUpdate``. The module also
-re-encodes subsets of an update (what can be applied now, what must wait for a
-writer's earlier structs) and splits big updates into bounded parts.
+client ids past 53 bits, trailing bytes) raises ``InvalidUpdate``. Writing updates
+(re-encoding subsets of one, splitting big ones into bounded parts) is in
+``_update_writing``, re-exported here: ``updates`` is the one module to import.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Final
-
 from ._lib0 import read_varuint, write_varuint
+from ._update_format import (
+    _ANY,
+    _BUFFER,
+    _DELETED,
+    _GC,
+    _HAS_ORIGIN,
+    _HAS_RIGHT,
+    _HAS_SUB,
+    _ROOT,
+    _SKIP,
+    _TYPE,
+    _YARRAY,
+    MAX_CLIENT,
+    MAX_CLOCK,
+    Block,
+    DeleteSet,
+    InvalidUpdate,
+    Struct,
+    Update,
+)
+from ._update_writing import encode, encode_deletes, split
 from .entries import EntryError, ParsedEntry, entry_limit, parse_entry
 
 __all__ = [
@@ -44,82 +61,6 @@ __all__ = [
     "read",
     "split",
 ]
-
-MAX_CLOCK: Final = 2**32 - 1
-"""Yrs keeps clocks and lengths in 32 bits."""
-MAX_CLIENT: Final = 2**53 - 1
-"""Client ids are 53-bit (JavaScript's safe integers; pycrdt refuses more)."""
-
-_ROOT: Final = "writers"
-_GC: Final = 0
-_DELETED: Final = 1
-_TYPE: Final = 7
-_ANY: Final = 8
-_SKIP: Final = 10
-_YARRAY: Final = 0
-_BUFFER: Final = 116  # lib0 Any tag of a Uint8Array
-_HAS_ORIGIN: Final = 0x80
-_HAS_RIGHT: Final = 0x40
-_HAS_SUB: Final = 0x20
-
-DeleteSet = dict[int, list[tuple[int, int]]]
-"""``client -> [(clock, length), ...]``."""
-
-
-class InvalidUpdate(ValueError):
-    """An update that is malformed or holds something the store layout never contains."""
-
-    def __init__(self, message: str, reason: str = "bad_update") -> None:
-        super().__init__(message)
-        self.reason = reason  # bad_update, or too_many_items when over ``max_units``
-
-
-@dataclass(slots=True)
-class Struct:
-    """One struct of a block: where its bytes are and which clocks it covers."""
-
-    clock: int
-    length: int
-    start: int  # offset of its info byte in the update
-    end: int  # offset just past it
-    info: int
-    right: int = -1  # clock of its right origin, if any
-    head_end: int = 0  # Any items: offset of the value count (header bytes before it)
-    values: list[int] | None = None  # Any items: offset of each value
-
-
-@dataclass(slots=True)
-class Block:
-    """The structs of one client in an update: clocks ``clock`` to ``end``, bytes
-    ``start`` to ``stop`` of the update; each struct only if asked for (to split)."""
-
-    client: int
-    clock: int
-    end: int
-    count: int
-    start: int
-    stop: int
-    structs: list[Struct] | None = None
-
-
-@dataclass(slots=True)
-class Update:
-    """A read (and checked) update."""
-
-    data: bytes
-    blocks: list[Block]
-    deletes: DeleteSet
-    units: int  # structs + entries + delete ranges: what reading and applying it costs
-    entries: dict[bytes, ParsedEntry] = field(default_factory=dict)
-    clipped: bool = False  # a delete range lost the array slot: ``data`` must not be used as is
-
-    def block_bytes(self, block: Block) -> bytes:
-        """``block`` encoded on its own (header and structs)."""
-        head = bytearray()
-        write_varuint(head, block.count)
-        write_varuint(head, block.client)
-        write_varuint(head, block.clock)
-        return bytes(head) + self.data[block.start : block.stop]
 
 
 class _Reader:
@@ -471,156 +412,3 @@ def _bounded(struct: Struct) -> Struct:
     if struct.clock + struct.length > MAX_CLOCK:
         raise InvalidUpdate("clock out of range")
     return struct
-
-
-# -- writing ----------------------------------------------------------------------
-
-
-def encode_deletes(deletes: DeleteSet) -> bytes:
-    out = bytearray()
-    write_varuint(out, len(deletes))
-    for client, ranges in deletes.items():
-        write_varuint(out, client)
-        write_varuint(out, len(ranges))
-        for clock, length in ranges:
-            write_varuint(out, clock)
-            write_varuint(out, length)
-    return bytes(out)
-
-
-def encode(blocks: Iterable[bytes], deletes: DeleteSet) -> bytes:
-    """An update from encoded blocks (``Update.block_bytes``) and a delete set."""
-    blocks = list(blocks)
-    out = bytearray()
-    write_varuint(out, len(blocks))
-    for block in blocks:
-        out += block
-    out += encode_deletes(deletes)
-    return bytes(out)
-
-
-# -- splitting --------------------------------------------------------------------
-
-
-def split(update: Update, max_bytes: int, max_units: int) -> list[bytes]:
-    """Cut an update into parts of at most ``max_bytes`` and ``max_units`` each.
-
-    Applied in order, the parts have the same effect as the whole: each writer's
-    structs stay in clock order, an entry list too long for one part continues in
-    the next with an origin pointing at the last entry before it (as Yjs itself
-    encodes a partial item), and the deletions come last. A single entry bigger
-    than ``max_bytes`` makes a part of its own.
-    """
-    parts: list[bytes] = []
-    blocks: list[bytes] = []  # encoded blocks of the part being filled
-    size = 0
-    units = 0
-    current: list[bytes] = []  # structs of the block being filled
-    current_client = -1
-    current_clock = 0
-
-    def close_block() -> None:
-        nonlocal current, size
-        if current:
-            head = bytearray()
-            write_varuint(head, len(current))
-            write_varuint(head, current_client)
-            write_varuint(head, current_clock)
-            blocks.append(bytes(head) + b"".join(current))
-            size += len(head)
-            current = []
-
-    def close_part() -> None:
-        nonlocal blocks, size, units
-        close_block()
-        if blocks:
-            parts.append(encode(blocks, {}))
-        blocks, size, units = [], 0, 0
-
-    def add(piece: bytes, clock: int, cost: int) -> None:
-        nonlocal size, units, current_clock
-        if (blocks or current) and (size + len(piece) + 32 > max_bytes or units + cost > max_units):
-            close_part()
-        if not current:
-            current_clock = clock
-        current.append(piece)
-        size += len(piece)
-        units += cost
-
-    data = update.data
-    for block in update.blocks:
-        close_block()
-        current_client = block.client
-        assert block.structs is not None, "read with keep_structs=True"
-        for struct in block.structs:
-            values = struct.values
-            whole = struct.end - struct.start
-            if values is None or (whole <= max_bytes and 1 + len(values) <= max_units):
-                add(data[struct.start : struct.end], struct.clock, 1 + (len(values or ())))
-                continue
-            for first, last in _value_runs(struct, max_bytes, max_units):
-                add(
-                    _partial(update, block.client, struct, first, last),
-                    struct.clock + first,
-                    1 + last - first,
-                )
-    close_part()
-    if update.deletes:
-        parts.extend(_split_deletes(update.deletes, max_units))
-    return parts or [encode([], {})]
-
-
-def _value_runs(struct: Struct, max_bytes: int, max_units: int) -> Iterator[tuple[int, int]]:
-    """Runs ``[first, last)`` of an Any struct's values that fit the limits."""
-    assert struct.values is not None
-    values = struct.values
-    ends = [*values[1:], struct.end]
-    first = 0
-    budget = max(max_bytes - 64, 1)
-    while first < len(values):
-        last = first + 1
-        while (
-            last < len(values)
-            and ends[last] - values[first] <= budget
-            and last - first < max_units - 1
-        ):
-            last += 1
-        yield first, last
-        first = last
-
-
-def _partial(update: Update, client: int, struct: Struct, first: int, last: int) -> bytes:
-    """The values ``[first, last)`` of an Any struct, encoded as a struct of their own."""
-    assert struct.values is not None
-    data = update.data
-    ends = [*struct.values[1:], struct.end]
-    out = bytearray()
-    if first == 0:
-        out += data[struct.start : struct.head_end]
-    else:
-        # A continuation: the origin is the entry just before (how Yjs encodes a split item).
-        out.append(_HAS_ORIGIN | (struct.info & (_HAS_RIGHT | _HAS_SUB)) | _ANY)
-        write_varuint(out, client)
-        write_varuint(out, struct.clock + first - 1)
-        if struct.right >= 0:
-            write_varuint(out, client)
-            write_varuint(out, struct.right)
-    write_varuint(out, last - first)
-    out += data[struct.values[first] : ends[last - 1]]
-    return bytes(out)
-
-
-def _split_deletes(deletes: DeleteSet, max_units: int) -> list[bytes]:
-    parts: list[bytes] = []
-    chunk: DeleteSet = {}
-    units = 0
-    for client, ranges in deletes.items():
-        for clock_length in ranges:
-            if units >= max_units - 1:
-                parts.append(encode([], chunk))
-                chunk, units = {}, 0
-            chunk.setdefault(client, []).append(clock_length)
-            units += 1
-    if chunk:
-        parts.append(encode([], chunk))
-    return parts

@@ -1,0 +1,80 @@
+"""What the signaling server allows one connection, address and peer, and how it reports
+refusing: the ``Limits``, the close code of each refusal and the names of its counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CLOSE_CODES", "STAT_NAMES", "Limits"]
+
+CLOSE_CODES = {
+    "bad-request": 4000,
+    "auth-required": 4001,
+    "auth-invalid": 4001,
+    "auth-expired": 4001,
+    "auth-room": 4001,
+    "auth-peer": 4001,
+    "room-full": 4003,
+    "rate-limited": 4008,
+    "too-many-connections": 4008,
+    "peer-id-taken": 4009,
+    "join-timeout": 4010,
+    "idle": 4010,
+}
+
+STAT_NAMES = (
+    "connections",  # sockets accepted (the WebSocket handshake done)
+    "joins",  # welcomes sent, resumed sessions included
+    "errors",  # error messages sent
+    "signals",  # signals delivered
+    "resumed",  # joins let in by their resume secret
+    "taken_over",  # live sockets replaced by a resumed session of the same peer
+    "refused_taken",  # joins for a live peer id without its resume secret
+    "refused_reserved",  # joins for a reserved (recently departed) id without its secret
+    "refused_restart_grace",  # token joins issued before the start, without the secret
+    "refused_per_address",  # sockets over max_connections_per_address
+    "refused_joined_per_address",  # joins over max_joined_per_address
+    "refused_room_full",
+    "refused_auth",
+    "refused_bad_request",  # bad joins, and sockets closed for too many bad messages
+    "join_timeouts",
+    "pending_evicted",  # not-yet-joined sockets closed for max_pending_joins
+    "idle_closed",
+    "rate_limited",  # messages over the per-connection bucket
+    "signals_rate_limited",  # signals dropped: the two below together
+    "signals_rate_limited_recipient",  # ... the recipient's receive bucket was empty
+    "signals_rate_limited_pair",  # ... the (sender, recipient) bucket was empty
+    "replies_credited",  # signals sent as answers, outside the sender's buckets
+    "closed_violations",  # sockets closed for too many errors
+    "send_queue_full",  # sockets closed for not reading their messages
+    "reservations_evicted",  # reservations dropped early by the reservation caps
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one connection, one client address and one peer may do."""
+
+    max_message_bytes: int = 64 * 1024
+    max_peers_per_room: int = 64
+    messages_per_second: float = 20.0
+    burst: int = 60
+    max_violations: int = 20  # rate-limit or protocol errors before the socket is closed
+    join_timeout: float = 10.0
+    max_pending_sends: int = 256
+    reserve_seconds: float = 30.0
+    """A departed peer's id is kept this long for its resume secret; in token mode,
+    tokens issued before the server started need the secret this long after the start."""
+    idle_timeout: float = 30.0
+    """A joined socket that sends no message for this long is closed (4010 "idle")."""
+    signals_received_per_second: float = 20.0
+    signals_received_burst: int = 40
+    signals_per_peer_per_second: float = 1.0
+    signals_per_peer_burst: int = 8
+    max_reply_credits: int = 16
+    """Answers a peer may owe another: each signal received earns one, up to this."""
+    max_connections_per_address: int = 128  # open sockets, joined or not
+    max_joined_per_address: int = 32  # joined peer ids, all rooms together
+    max_pending_joins: int = 1024  # not-yet-joined sockets in all; the oldest goes first
+    max_reserved_per_address: int = 128  # past it an address's oldest reservation goes
+    max_reserved: int = 100_000  # reservations in all; past it the oldest goes
