@@ -395,13 +395,14 @@ writer.take_outbox()
 writer.set("a", 2)
 writer.update("b", {"y": 2})
 delta = merge_updates(*writer.take_outbox())
-victim._ydoc = PanicsAfterApplying(victim._ydoc)
+doc_attr = "_y" if hasattr(victim, "_y") else "_ydoc"  # (the code before the adapter)
+setattr(victim, doc_attr, PanicsAfterApplying(getattr(victim, doc_attr)))
 try:
     victim.apply(delta)
     raised = None
 except BaseException as exc:
     raised = type(exc).__name__
-victim._ydoc = victim._ydoc._doc
+setattr(victim, doc_attr, getattr(victim, doc_attr)._doc)
 fresh = StoreReplica("s", client_id=13)
 fresh.apply(victim.diff())
 print(json.dumps({"raised": raised, "shows": repr(dict(victim.items())),

@@ -1,15 +1,14 @@
-"""``Meeting``: a participant of a room, its stores, and the loop that drives sync."""
+"""``Meeting``: a participant of a room and its stores (the user's object; ``driver`` runs it)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-import inspect
-import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .driver import Driver, State
 from .errors import AuthError
 from .protocol import SyncConfig, SyncEngine
 from .store import Stores
@@ -17,21 +16,17 @@ from .transport.base import Transport
 
 __all__ = ["Meeting", "PeerEvent"]
 
-log = logging.getLogger("crdt_stores")
-
 PeerEvent = Literal["peer_joined", "peer_left", "peer_misbehaved", "signal_refused"]
-_EVENTS: tuple[str, ...] = ("peer_joined", "peer_left", "peer_misbehaved", "signal_refused")
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SyncConfig)}
-_BUSY_BATCH = 8  # local deltas in one flush that mean "writes are streaming"
 
 
 class Meeting:
     """One participant of a meeting room, with the room's replicated stores.
 
     ``async with Meeting(url, room=...) as meeting`` joins through the signaling
-    server at ``url`` and links to the other peers over WebRTC;
-    ``crdt_stores.memory.MemoryNetwork().join(room)`` gives the same object over an
-    in-process network.
+    server at ``url`` and links to the other peers over WebRTC. ``transport=``
+    gives it another network instead (``crdt_stores.memory.MemoryNetwork().join(room)``
+    builds a meeting over an in-process one that way).
     """
 
     def __init__(
@@ -44,12 +39,21 @@ class Meeting:
         ice_servers: list[Any] | None = None,
         ice_addresses: list[str] | None = None,
         room_key: str | bytes | None = None,
-        **options: Any,
+        transport: Transport | None = None,
+        flush_interval: float = 0.005,
+        max_buffered_bytes: int = 4 * 1024 * 1024,
+        transport_options: dict[str, Any] | None = None,
+        **config: Any,
     ) -> None:
         if not isinstance(room, str) or not room:
             raise TypeError("Meeting needs a room name (a non-empty str)")
         if token is not None and peer_id is None:
             peer_id = _token_subject(token)  # the same id whether the server checks tokens or not
+        if transport is not None and not isinstance(transport, Transport):
+            raise TypeError("transport must be a crdt_stores.transport.base.Transport")
+        unknown = set(config) - _CONFIG_FIELDS
+        if unknown:
+            raise TypeError(f"unknown Meeting option(s): {', '.join(sorted(unknown))}")
         self._url = url
         self._room = room
         self._token = token
@@ -57,51 +61,31 @@ class Meeting:
         self._ice_servers = ice_servers
         self._ice_addresses = ice_addresses
         self._room_key = room_key
-        self._tick_interval = float(options.pop("tick_interval", 0.05))
-        self._flush_interval = float(options.pop("flush_interval", 0.005))
-        self._max_buffered = int(options.pop("max_buffered_bytes", 4 * 1024 * 1024))
-        self._transport_options: dict[str, Any] = options.pop("transport_options", {})
-        config = {k: options.pop(k) for k in list(options) if k in _CONFIG_FIELDS}
-        if options:
-            raise TypeError(f"unknown Meeting option(s): {', '.join(sorted(options))}")
-        self._config = SyncConfig(**config)
-        self._transport: Transport | None = None
-        self._engine: SyncEngine | None = None
-        self._stores = Stores(self)
-        self._state: Literal["new", "joining", "joined", "left"] = "new"
-        self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
-        self._waiters: list[asyncio.Future[list[str]]] = []
-        # Present per signaling but known not to link (dead per heartbeat, closed for
-        # misbehaving, signals refused), until they do link: synced() does not wait for them.
-        self._unreachable: set[str] = set()
-        self._flush_scheduled = False
-        self._last_flush = 0.0
-        self._congested = False
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._ticker: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._transport_options: dict[str, Any] = dict(transport_options or {})
+        self._transport = transport
+        self._driver = Driver(
+            SyncConfig(**config),
+            flush_interval=float(flush_interval),
+            max_buffered=int(max_buffered_bytes),
+        )
+        self._stores = Stores(self._driver)
+        self._driver.stores = self._stores
 
     # -- joining and leaving ------------------------------------------------------
 
     @classmethod
     async def join(
         cls,
-        url: str,
+        url: str | None,
         room: str,
         *,
         token: str | None = None,
         peer_id: str | None = None,
         **options: Any,
     ) -> Meeting:
-        """Join ``room`` through the signaling server at ``url``; returns the joined meeting."""
+        """Join ``room`` through the signaling server at ``url`` (or over ``transport=``);
+        returns the joined meeting."""
         meeting = cls(url, room, token=token, peer_id=peer_id, **options)
-        await meeting._start()
-        return meeting
-
-    @classmethod
-    async def _join_with(cls, transport: Transport, room: str, **options: Any) -> Meeting:
-        meeting = cls(None, room, **options)
-        meeting._transport = transport
         await meeting._start()
         return meeting
 
@@ -113,45 +97,34 @@ class Meeting:
         await self.leave()
 
     async def _start(self) -> None:
-        if self._state != "new":
+        driver = self._driver
+        if driver.state != "new":
             raise RuntimeError("this Meeting has already been joined")
-        self._state = "joining"
-        self._loop = asyncio.get_running_loop()
-        # The engine exists before the transport starts: links may open while joining.
-        # Its peer id is settled once the transport knows it (signaling may assign it).
-        self._engine = SyncEngine(
-            self._requested_peer_id or "",
-            self._config,
-            on_store_added=self._stores._added,
-            on_link_dead=self._link_dead,
-        )
+        driver.begin(self._requested_peer_id or "")
         try:
             if self._transport is None:
                 self._transport = self._webrtc_transport()
-            await self._transport.start(self)
+            driver.transport = self._transport
+            await self._transport.start(driver)
         except BaseException as exc:
             # A failed or cancelled join leaves nothing open: signaling socket, connections.
-            left_meanwhile = self._state == "left"  # leave() closed what join was using
-            self._state = "left"
+            left_meanwhile = driver.state == "left"  # leave() closed what join was using
+            driver.state = "left"
             if not left_meanwhile:
-                self._engine = None
+                driver.engine = None
             if self._transport is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._transport.close())
             if left_meanwhile and isinstance(exc, Exception):
                 return
             raise
-        if self._state != "joining":
+        if driver.state != "joining":
             return  # leave() was called while joining: it closed the transport; stay left
-        self._engine.peer_id = self._transport.peer_id
-        self._state = "joined"
-        self._ticker = asyncio.create_task(
-            self._tick_loop(), name=f"crdt-stores tick {self.peer_id}"
-        )
+        driver.joined()
 
     def _webrtc_transport(self) -> Transport:
         if not self._url:
-            raise TypeError("Meeting needs the signaling server URL")
+            raise TypeError("Meeting needs the signaling server URL (or a transport)")
         from .transport.webrtc import WebRTCTransport
 
         return WebRTCTransport(
@@ -171,24 +144,20 @@ class Meeting:
         Local data stays readable; writes raise afterwards. When the last peer of a
         room leaves, the room's data is gone (nothing else holds it).
         """
-        if self._state in ("new", "left"):
-            self._state = "left"
+        driver = self._driver
+        if driver.state in ("new", "left"):
+            driver.state = "left"
             return
-        self._state = "left"
-        if self._ticker is not None:
-            self._ticker.cancel()
-        self._flush()
+        driver.stop()
         if self._transport is not None:
             await self._transport.close()
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(RuntimeError("the meeting was left before it synced"))
+        driver.fail_waiters("the meeting was left before it synced")
 
     # -- properties ---------------------------------------------------------------
 
     @property
     def peer_id(self) -> str:
-        if self._transport is None or self._state in ("new", "joining"):
+        if self._transport is None or self._driver.state in ("new", "joining"):
             raise RuntimeError("the meeting has not been joined yet")
         return self._transport.peer_id
 
@@ -199,29 +168,41 @@ class Meeting:
     @property
     def peers(self) -> list[str]:
         """Ids of the peers this participant is linked to right now."""
-        return [] if self._engine is None else self._engine.peers
+        engine = self._driver.engine
+        return [] if engine is None else engine.peers
 
     @property
     def stores(self) -> Stores:
-        self._engine_or_raise()
+        self._driver.engine_or_raise()
         return self._stores
 
     @property
     def joined(self) -> bool:
-        return self._state == "joined"
+        return self._driver.state == "joined"
 
     @property
     def stats(self) -> dict[str, int]:
         """Counters of the sync engine (frames, bytes, dropped input by reason...) and of
         the transport (``signals_refused``, ``offers_answered``...)."""
-        counters = {} if self._engine is None else dict(self._engine.stats)
+        engine = self._driver.engine
+        counters = {} if engine is None else dict(engine.stats)
         if self._transport is not None:
             counters.update(self._transport.stats)
         return counters
 
+    @property
+    def _engine(self) -> SyncEngine | None:  # white-box access for tests and benchmarks
+        return self._driver.engine
+
+    @property
+    def _state(self) -> State:
+        return self._driver.state
+
     def __repr__(self) -> str:
-        who = self._transport.peer_id if self._transport and self._engine else "?"
-        return f"<Meeting room={self._room!r} peer={who!r} {self._state} peers={self.peers}>"
+        engine = self._driver.engine
+        who = self._transport.peer_id if self._transport and engine else "?"
+        state = self._driver.state
+        return f"<Meeting room={self._room!r} peer={who!r} {state} peers={self.peers}>"
 
     # -- peer events --------------------------------------------------------------
 
@@ -231,19 +212,10 @@ class Meeting:
         much invalid input; ``reason`` names the last violation) and on
         ``"signal_refused"`` (an offer or answer claiming to come from ``peer_id`` was
         refused: a seal that does not verify, a replay, a flood). May be async."""
-        if event not in self._listeners:
-            raise ValueError(f"unknown event {event!r}; known: {', '.join(_EVENTS)}")
-        if callback not in self._listeners[event]:
-            self._listeners[event].append(callback)
+        self._driver.listen(event, callback)
 
     def off(self, event: PeerEvent, callback: Callable[..., Any]) -> None:
-        listeners = self._listeners.get(event, [])
-        if callback in listeners:
-            listeners.remove(callback)
-
-    def _emit(self, event: str, *args: str) -> None:
-        for callback in list(self._listeners[event]):
-            self._call(callback, *args)
+        self._driver.unlisten(event, callback)
 
     # -- sync status --------------------------------------------------------------
 
@@ -259,196 +231,7 @@ class Meeting:
         others are in the room it waits: being cut off is not agreement. Raises
         ``TimeoutError`` after ``timeout`` seconds.
         """
-        engine = self._engine_or_raise()
-        self._flush()
-        if self._agreed():
-            return sorted(engine.peers)
-        waiter: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        engine.want_acks(True)  # acks go out at once while someone waits
-        self._schedule_flush()
-        try:
-            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"not synced after {timeout} s with peers {engine.unsynced_peers()}"
-            ) from None
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-            if not self._waiters:
-                engine.want_acks(False)
-
-    def _agreed(self) -> bool:
-        """Synced, and not merely alone: no links while others are in the room is no agreement."""
-        engine = self._engine
-        if engine is None or not engine.is_synced():
-            return False
-        if engine.peers or self._transport is None:
-            return True
-        # Peers known not to link count as gone, even while signaling (down, or slow
-        # to notice) still lists them: waiting for them could be forever.
-        return not self._transport.present_peers() - self._unreachable
-
-    def _check_synced(self) -> None:
-        if self._waiters and self._engine is not None and self._agreed():
-            covered = sorted(self._engine.peers)
-            for waiter in self._waiters:
-                if not waiter.done():
-                    waiter.set_result(covered)
-            self._waiters.clear()
-            self._engine.want_acks(False)
-
-    # -- transport callbacks (TransportHandler) -------------------------------------
-
-    def link_up(self, peer: str) -> None:
-        if self._engine is None or self._state not in ("joining", "joined"):
-            return
-        if self._transport is not None:
-            self._engine.peer_id = self._transport.peer_id  # settled by now (signaling)
-        replaced = peer in self._engine.peers  # a new connection took over: no news
-        self._engine.link_up(peer, self._now())
-        self._unreachable.discard(peer)
-        if not replaced:
-            self._emit("peer_joined", peer)
-        self._schedule_flush()
-
-    def link_down(self, peer: str) -> None:
-        if self._engine is None:
-            return
-        if self._engine.link_down(peer):
-            self._emit("peer_left", peer)
-        self._check_synced()
-        self._schedule_flush()
-
-    def frame(self, peer: str, data: bytes) -> None:
-        if self._engine is None:
-            return
-        self._engine.receive(peer, data, self._now())
-        self._engine_events()
-        if self._engine.has_output():
-            self._schedule_flush()
-        elif self._waiters:
-            self._check_synced()
-
-    def signal_refused(self, peer: str, reason: str) -> None:
-        if peer not in self.peers:
-            self._unreachable.add(peer)
-        self._emit("signal_refused", peer, reason)
-
-    def _engine_events(self) -> None:
-        """Act on what the engine reports: links it closed for misbehaving."""
-        assert self._engine is not None
-        for event in self._engine.take_events():
-            log.warning("peer %s misbehaved (%s); its link is closed", event.peer, event.reason)
-            self._unreachable.add(event.peer)
-            self._emit("peer_left", event.peer)
-            self._emit("peer_misbehaved", event.peer, event.reason)
-            if self._transport is not None:
-                self._transport.close_link(event.peer)
-            self._check_synced()
-
-    def _link_dead(self, peer: str) -> None:
-        log.info("peer %s missed its heartbeats; closing the link", peer)
-        self._unreachable.add(peer)
-        self._emit("peer_left", peer)
-        self._check_synced()
-        if self._transport is not None:
-            self._transport.close_link(peer)
-
-    # -- internals ----------------------------------------------------------------
-
-    def _now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
-
-    def _engine_or_raise(self) -> SyncEngine:
-        if self._engine is None:
-            raise RuntimeError("the meeting has not been joined yet (use `async with` or join())")
-        return self._engine
-
-    def _check_writable(self) -> None:
-        if self._state != "joined":
-            raise RuntimeError(f"cannot write: the meeting is {self._state}")
-
-    def _committed(self, name: str) -> None:
-        """After a local write: queue its delta for every link."""
-        engine = self._engine_or_raise()
-        engine.commit(name)
-        if engine.pending_bytes() > self._max_buffered:
-            self._flush()
-        else:
-            self._schedule_flush()
-
-    async def _backpressure(self) -> None:
-        """What awaiting a write waits for: send queues back under the limit."""
-        if self._congested and self._transport is not None:
-            await self._transport.drain(self._max_buffered // 2)
-            self._congested = self._transport.buffered_amount() > self._max_buffered
-
-    def _schedule_flush(self) -> None:
-        if self._flush_scheduled or self._loop is None:
-            return
-        self._flush_scheduled = True
-        # Under a sustained stream of writes (the last flush carried many deltas),
-        # waiting up to flush_interval batches more changes per packet; a single
-        # write after a quiet spell goes out at the end of this tick, so latency stays.
-        wait = self._last_flush + self._flush_interval - self._loop.time()
-        engine = self._engine
-        if wait > 0 and engine is not None and engine.last_batch >= _BUSY_BATCH:
-            self._loop.call_later(wait, self._flush)
-        else:
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._loop is not None:
-            self._last_flush = self._loop.time()
-        engine = self._engine
-        transport = self._transport
-        if engine is None or transport is None:
-            return
-        for peer, frame in engine.data_to_send(self._now()):
-            transport.send(peer, frame)
-        self._engine_events()
-        # Checked here, not on every write: writes wait while the network is behind.
-        self._congested = transport.buffered_amount() > self._max_buffered
-        self._check_synced()
-
-    async def _tick_loop(self) -> None:
-        engine = self._engine_or_raise()
-        while True:
-            await asyncio.sleep(self._tick_interval)
-            try:
-                transport = self._transport
-                if transport is not None:
-                    for peer in engine.peers:
-                        heard = transport.last_heard(peer)
-                        if heard is not None:
-                            engine.heard(peer, heard)
-                        engine.backlog(peer, transport.buffered_to(peer))
-                engine.tick(self._now())
-                self._engine_events()
-                self._flush()
-            except Exception:
-                log.exception("error in the sync timer")
-
-    def _call(self, callback: Callable[..., Any], *args: Any) -> None:
-        """Run a user callback; an exception is logged, a coroutine becomes a task."""
-        try:
-            result = callback(*args)
-        except Exception:
-            log.exception("callback %r raised", callback)
-            return
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(result)
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("async callback raised", exc_info=task.exception())
+        return await self._driver.synced(timeout)
 
 
 def _token_subject(token: object) -> str | None:

@@ -1,10 +1,13 @@
 """The peer-to-peer sync state machine: bytes in, bytes out, no I/O.
 
 One ``SyncEngine`` per meeting participant holds every store replica and the
-state of every link to another peer. The transport feeds it ``link_up``,
-``link_down`` and ``receive``; a clock feeds it ``tick``; it hands back frames
-through ``data_to_send`` and reports misbehaving peers through ``take_events``.
-The same object runs over the in-memory network and over WebRTC.
+state of every link to another peer. The driver feeds it ``link_up``,
+``link_down``, ``receive`` and local ``write``s; it calls ``tick`` at
+``next_deadline()``; it hands back frames through ``data_to_send`` and reports
+what happened (stores added or changed, links dead or closed for misbehaving)
+as typed events through ``take_events``, never by calling back. Time is always
+an argument (``now``). The same object runs over the in-memory network and over
+WebRTC.
 
 Replication rules:
 
@@ -32,206 +35,44 @@ past it the link is closed and a ``PeerMisbehaved`` event reports it.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
 from typing import Any
-
-from pycrdt import merge_updates
 
 from . import _statevector as sv
 from . import updates, wire
 from .budget import Budget
-from .entries import entry_limit
+from .config import SV_ENTRIES_PER_ITEM, VIOLATIONS, SyncConfig
+from .events import EngineEvent, LinkDead, PeerMisbehaved, StoreAdded, StoreChanged
+from .link import Link, Phase
+from .outbox import Outbox
+from .repair import anti_entropy, link_agrees
 from .replica import StoreReplica, UpdateError
-from .values import DEFAULT_MAX_VALUE_BYTES, check_key
+from .values import check_key
 
-__all__ = ["PeerMisbehaved", "SyncConfig", "SyncEngine"]
+__all__ = ["WRITE_OPERATIONS", "PeerMisbehaved", "SyncConfig", "SyncEngine"]
 
 log = logging.getLogger("crdt_stores")
 
-KiB = 1024
-MiB = 1024 * KiB
-
-
-@dataclass(frozen=True)
-class SyncConfig:
-    """Timing (seconds) and limits (bytes, counts) of the sync protocol.
-
-    The limits are the budgets of the threat model (README, "What a peer can and
-    cannot do to you"); every peer of a room should use the same ones, since an
-    entry over a peer's ``max_value_bytes`` is refused by that peer.
-    """
-
-    heartbeat_interval: float = 1.0
-    dead_after: float = 6.0
-    sync_interval: float = 1.0
-    ack_delay: float = 0.25
-    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
-    """One written value, CBOR-encoded (1 MiB, the SPEC's default)."""
-    max_frame_bytes: int = wire.MAX_FRAME_BYTES
-    """One data-channel frame (64 KiB); bigger messages are chunked."""
-    max_message_bytes: int = 4 * MiB
-    """One message, reassembled or inflated: a 1 MiB sync part plus one value at the
-    1 MiB limit, with room to spare. Bigger syncs and batches are split."""
-    max_message_items: int = 16_384
-    """Yjs structs, entries, delete ranges and state-vector entries in one message: the
-    work one message causes (applying an entry costs about 6 µs here, so at most
-    about 0.1 s per message, and the peer keeps answering its other links)."""
-    max_link_buffer_bytes: int = 8 * MiB
-    """Partial (chunked) messages one link may have this peer hold: two messages."""
-    max_buffer_bytes: int = 64 * MiB
-    """Partial messages of all links together."""
-    max_held_bytes: int = 16 * MiB
-    """Parts of updates waiting for a writer's earlier structs (out-of-order delivery),
-    all stores together; past it they are dropped and anti-entropy resends them."""
-    max_stores: int = 1_000
-    """Stores in a meeting; store names from peers past it are refused (each empty store
-    costs about 8 KB and a share of every sync and tick)."""
-    violation_budget: int = 16
-    """Invalid frames or updates a link may send before it is closed."""
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            kind = float if f.type == "float" else int
-            if type(value) is not kind and not (kind is float and type(value) is int):
-                raise TypeError(f"{f.name} must be {kind.__name__}, not {type(value).__name__}")
-            if value <= 0:
-                raise ValueError(f"{f.name} must be positive")
-        if self.dead_after <= self.heartbeat_interval:
-            raise ValueError("dead_after must be longer than heartbeat_interval")
-        if self.max_frame_bytes < 1024:
-            raise ValueError("max_frame_bytes must be at least 1024")
-        if self.max_message_bytes < entry_limit(self.max_value_bytes) + 64 * KiB:
-            raise ValueError("max_message_bytes must hold a value of max_value_bytes and more")
-        if self.max_link_buffer_bytes < self.max_message_bytes:
-            raise ValueError("max_link_buffer_bytes must hold at least one message")
-        if self.max_buffer_bytes < self.max_link_buffer_bytes:
-            raise ValueError("max_buffer_bytes must hold at least one link's buffer")
-        if self.max_message_items < 1024:
-            raise ValueError("max_message_items must be at least 1024")
-
-    @property
-    def part_bytes(self) -> int:
-        """Size a sync or a batch is cut into (a quarter of a message, at most 1 MiB)."""
-        return min(MiB, self.max_message_bytes // 4)
-
-    @property
-    def part_items(self) -> int:
-        """Items a message carries as updates: half the limit (the state vectors sent
-        with them take at most another quarter)."""
-        return self.max_message_items // 2
-
-
-@dataclass(frozen=True, slots=True)
-class PeerMisbehaved:
-    """A link kept sending what no correct peer sends; it has been closed."""
-
-    peer: str
-    reason: str  # the last violation: malformed, bad_update, oversize, too_many_items...
-    violations: int
-
-
-# Reasons a frame or update is dropped that a correct peer never causes: they count
-# against the link's violation budget. (``unknown_kind`` is a newer peer, not a fault.)
-VIOLATIONS = frozenset(
-    {
-        "malformed",
-        "unsupported_version",
-        "oversize",
-        "over_budget",
-        "too_many_items",
-        "bad_update",
-        "malformed_state",
-        "bad_store_name",
-    }
-)
-
-_UNKNOWN_KEEP = 64  # clients a peer reports that we do not know, kept per store
-_SV_ENTRIES_PER_ITEM = 8  # a state-vector entry costs an eighth of an entry to decode
-
-
-@dataclass(eq=False)
-class _Link:
-    peer: str
-    opened: float
-    last_recv: float  # a frame arrived
-    last_sent: float
-    reassembler: wire.Reassembler
-    remote_states: dict[str, sv.StateVector] = field(default_factory=dict)
-    # the last state vector reported per store, decoded only when someone looks (most
-    # never are; a peer's state only grows, so the last report says it all)
-    unread_states: dict[str, bytes] = field(default_factory=dict)
-    remote_digests: dict[str, bytes] = field(default_factory=dict)  # of their deletions
-    remote_links: set[str] | None = None
-    synced_once: bool = False  # the peer's SYNC (its full state) has arrived
-    sync_seen: set[str] = field(default_factory=set)  # stores named by a multi-part SYNC
-    violations: int = 0
-    # the peer's network stack was heard (datagrams below the frames, per the transport):
-    # under loss, frames wait behind retransmissions while the peer is alive and well
-    last_alive: float = 0.0
-    backlog: int = 0  # bytes for the peer the transport still holds (not yet sent)
-    # what goes out at the next flush
-    hello: bool = True
-    sync: bool = True
-    announce_links: bool = False
-    diffs: dict[str, bytes] = field(default_factory=dict)
-    updates: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)  # (delta, items)
-    states_now: set[str] = field(default_factory=set)
-    states_later: set[str] = field(default_factory=set)
-    states_due: float | None = None
-    want_ack: bool = False  # ask the peer to acknowledge right away
-    # our state of each store when we last sent this peer a diff of all it lacked
-    diffed: dict[str, sv.StateVector] = field(default_factory=dict)
-    heartbeat: bool = False
-    # anti-entropy, per store: (our state and theirs at the last check, repairs in a row)
-    suspect: dict[str, tuple[sv.StateVector, sv.StateVector, int]] = field(default_factory=dict)
-    # per store: (our digest when theirs was seen to differ, repairs in a row)
-    digest_suspect: dict[str, tuple[bytes, int]] = field(default_factory=dict)
-
-    def pending(self) -> bool:
-        return bool(
-            self.hello
-            or self.sync
-            or self.announce_links
-            or self.diffs
-            or self.updates
-            or self.states_now
-            or self.heartbeat
-        )
+WRITE_OPERATIONS = frozenset({"set", "update", "delete", "bulk_set", "bulk_delete", "clear"})
+"""The local writes ``SyncEngine.write`` takes (``StoreReplica``'s methods of these names)."""
 
 
 class SyncEngine:
     """Replicates a set of named stores with every linked peer."""
 
-    def __init__(
-        self,
-        peer_id: str,
-        config: SyncConfig | None = None,
-        *,
-        on_store_added: Callable[[StoreReplica], None] | None = None,
-        on_link_dead: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, peer_id: str, config: SyncConfig | None = None) -> None:
         self.peer_id = peer_id
         self.config = config or SyncConfig()
-        self.on_store_added = on_store_added
-        self.on_link_dead = on_link_dead
         self.stats: Counter[str] = Counter()
         self._stores: dict[str, StoreReplica] = {}
-        self._links: dict[str, _Link] = {}
-        self._events: list[PeerMisbehaved] = []
+        self._links: dict[str, Link] = {}
+        self._events: list[EngineEvent] = []
         self._now = 0.0
         self._next_sync_check = 0.0
-        self._message_ids = itertools.count()
         self._eager = False
-        # local deltas of this tick, per store, each with a bound on its Yjs items
-        self._local_out: dict[str, list[tuple[bytes, int]]] = {}
-        self.last_batch = 0  # how many local deltas the last data_to_send() carried
-        self._pending_bytes = 0
-        self._split_cache: dict[int, tuple[bytes, list[tuple[bytes, int]]]] = {}  # one flush
+        self._soonest: float | None = None  # earliest due time set since next_deadline()
+        self._outbox = Outbox(self.config, self._stores, self.stats)
         self._buffers = Budget(self.config.max_buffer_bytes)  # partial messages, all links
         self._held = Budget(self.config.max_held_bytes)  # out-of-order update parts
 
@@ -253,7 +94,7 @@ class SyncEngine:
                 raise ValueError(f"a meeting holds at most {self.config.max_stores} stores")
             replica = self._add_store(name)
             for link in self._links.values():
-                link.states_now.add(name)
+                link.out.states_now.add(name)
         return replica
 
     def _add_store(self, name: str) -> StoreReplica:
@@ -262,13 +103,13 @@ class SyncEngine:
             max_value_bytes=self.config.max_value_bytes,
             max_update_items=self.config.max_message_items,
             held=self._held,
+            track_changes=True,
         )
         self._stores[name] = replica
-        if self.on_store_added is not None:
-            self.on_store_added(replica)
+        self._events.append(StoreAdded(name))
         return replica
 
-    def _remote_store(self, link: _Link, name: str) -> StoreReplica | None:
+    def _remote_store(self, link: Link, name: str) -> StoreReplica | None:
         replica = self._stores.get(name)
         if replica is None:
             try:
@@ -285,12 +126,25 @@ class SyncEngine:
                 self._ack(other, name)
         return replica
 
+    def write(self, name: str, operation: str, *args: Any) -> None:
+        """A local write to store ``name``: ``operation`` is one of ``WRITE_OPERATIONS``
+        with that method's arguments. Bad input raises and changes nothing; the delta
+        is queued for every link and the change reported as a ``StoreChanged`` event."""
+        if operation not in WRITE_OPERATIONS:
+            raise ValueError(f"unknown write operation {operation!r}")
+        replica = self._stores.get(name)
+        if replica is None:
+            raise KeyError(f"no store named {name!r}")
+        getattr(replica, operation)(*args)
+        self.commit(name)
+
     def commit(self, name: str) -> None:
-        """Queue the local deltas of store ``name`` for every link."""
-        deltas = self._stores[name].take_outbox_items()
+        """Queue the local deltas of store ``name`` for every link (and report its changes)."""
+        replica = self._stores[name]
+        self._collect(replica)
+        deltas = replica.take_outbox_items()
         if deltas:
-            self._local_out.setdefault(name, []).extend(deltas)
-            self._pending_bytes += sum(len(d) for d, _ in deltas)
+            self._outbox.queue(name, deltas)
 
     # -- links --------------------------------------------------------------------
 
@@ -303,7 +157,7 @@ class SyncEngine:
         self._now = now
         self._drop(peer)
         config = self.config
-        self._links[peer] = _Link(
+        self._links[peer] = Link(
             peer,
             opened=now,
             last_recv=now,
@@ -316,6 +170,9 @@ class SyncEngine:
             ),
         )
         self._announce_links(except_peer=peer)
+        due = now + config.heartbeat_interval
+        if self._soonest is None or due < self._soonest:
+            self._soonest = due
 
     def link_down(self, peer: str) -> bool:
         """The link to ``peer`` closed; returns False if there was none."""
@@ -353,15 +210,20 @@ class SyncEngine:
     def _announce_links(self, except_peer: str | None = None) -> None:
         for link in self._links.values():
             if link.peer != except_peer:
-                link.announce_links = True
+                link.out.announce_links = True
 
-    def take_events(self) -> list[PeerMisbehaved]:
-        """Events since the last call (links closed for misbehaving)."""
+    def take_events(self) -> list[EngineEvent]:
+        """What happened since the last call, in order: stores added and changed, links
+        found dead or closed for misbehaving."""
         events = self._events
         self._events = []
         return events
 
-    def _violation(self, link: _Link, reason: str) -> None:
+    def _collect(self, replica: StoreReplica) -> None:
+        for changes, local in replica.take_changes():
+            self._events.append(StoreChanged(replica.name, changes, local))
+
+    def _violation(self, link: Link, reason: str) -> None:
         """Count a dropped input; a link past its budget of violations is closed."""
         self.stats[reason] += 1
         if reason not in VIOLATIONS or self._links.get(link.peer) is not link:
@@ -416,7 +278,7 @@ class SyncEngine:
             self.stats["handler_error"] += 1
             log.exception("error handling a frame from %s", peer)
 
-    def _handle(self, link: _Link, message: wire.Message) -> None:
+    def _handle(self, link: Link, message: wire.Message) -> None:
         kind = message.kind
         if kind in wire.KIND_NAMES:  # counters never grow with what a peer invents
             self.stats[f"in:{wire.KIND_NAMES[kind]}"] += 1
@@ -428,20 +290,20 @@ class SyncEngine:
         elif kind == wire.ACK:
             self._learn_states(link, message.states or {}, message.digests)
             if message.want_ack:
-                link.states_now.update(self._stores)
+                link.out.states_now.update(self._stores)
         elif kind == wire.DIFF:
             assert message.diffs is not None
             self._apply(link, {name: [diff] for name, diff in message.diffs.items()}, items)
             self._learn_states(link, message.states or {}, message.digests)
             # Always answer a diff, even a useless one: the sender is waiting on our
             # state, and a lost ack would otherwise make it resend forever.
-            link.states_now.update(name for name in message.diffs if name in self._stores)
+            link.out.states_now.update(name for name in message.diffs if name in self._stores)
         elif kind == wire.UPDATE:
             assert message.updates is not None
             self._apply(link, message.updates, items)
             self._learn_states(link, message.states or {}, message.digests)
             if message.want_ack:
-                link.states_now.update(name for name in message.updates if name in self._stores)
+                link.out.states_now.update(name for name in message.updates if name in self._stores)
         elif kind == wire.HEARTBEAT:
             pass
         else:
@@ -458,22 +320,22 @@ class SyncEngine:
                 entries += sv.count(encoded)
             except ValueError:
                 raise wire.ProtocolError("malformed_state", "malformed state vector") from None
-        items = entries // _SV_ENTRIES_PER_ITEM
+        items = entries // SV_ENTRIES_PER_ITEM
         if items > self.config.max_message_items:
             raise wire.ProtocolError("too_many_items", "state vectors too large")
         return items
 
-    def _handle_sync(self, link: _Link, message: wire.Message) -> None:
+    def _handle_sync(self, link: Link, message: wire.Message) -> None:
         """A SYNC (or one part of it): send the diffs of what the peer lacks."""
         if message.want_sync:
-            link.sync = True
+            link.out.sync = True
         states_in = message.states or {}
         self._learn_states(link, states_in, message.digests)
         named = set(states_in)
         if message.more:  # more parts follow: stores not named yet may come in them
             link.sync_seen |= named
         else:
-            link.synced_once = True
+            link.phase = Phase.LIVE
             unnamed = set(self._stores) - named - link.sync_seen
             named |= unnamed  # not named in any part: the peer lacks them entirely
             link.sync_seen = set()
@@ -487,11 +349,11 @@ class SyncEngine:
                 continue
             if name in link.diffed and sv.covers(link.diffed[name], local):
                 continue  # SYNCs crossed: everything it lacks is already on its way
-            link.diffs[name] = replica.diff(sv.encode(states.get(name, {})))
+            link.out.diffs[name] = replica.diff(sv.encode(states.get(name, {})))
             link.diffed[name] = dict(local)
 
     def _learn_states(
-        self, link: _Link, states: dict[str, bytes], digests: dict[str, bytes] | None = None
+        self, link: Link, states: dict[str, bytes], digests: dict[str, bytes] | None = None
     ) -> None:
         """Note the peer's reported state vectors (decoded later, by ``_settle``) and the
         digests of its deletions (reported with them)."""
@@ -503,44 +365,15 @@ class SyncEngine:
                 else:  # (UPDATEs carry none: digests cost too much per batch)
                     link.remote_digests.pop(name, None)
 
-    def _settle(self, link: _Link) -> dict[str, sv.StateVector]:
-        """Decode the reports received since the last look; returns what the peer holds.
-
-        Only clients this peer knows are kept, and a few it does not (enough to tell
-        that the peer holds something we lack): a link's memory follows our data,
-        not the size of what it reports.
-        """
-        unread = link.unread_states
-        if unread:
-            link.unread_states = {}
-            remote_states = link.remote_states
-            for name, encoded in unread.items():
-                replica = self._stores.get(name)
-                if replica is None:
-                    continue
-                try:
-                    vector = sv.decode(
-                        encoded, self.config.max_message_items * _SV_ENTRIES_PER_ITEM
-                    )
-                except ValueError:
-                    self._violation(link, "malformed_state")
-                    continue
-                local = replica.state_vector_dict()
-                if len(vector) > len(local):
-                    unknown = 0
-                    kept: sv.StateVector = {}
-                    for client, clock in vector.items():
-                        if client in local:
-                            kept[client] = clock
-                        elif unknown < _UNKNOWN_KEEP:
-                            kept[client] = clock
-                            unknown += 1
-                    vector = kept
-                known = remote_states.get(name)
-                remote_states[name] = vector if known is None else sv.merge(known, vector)
+    def _settle(self, link: Link) -> dict[str, sv.StateVector]:
+        """What ``link``'s peer holds per store, the reports received since the last look
+        decoded (lazily: most are never looked at, and the last one says it all)."""
+        max_entries = self.config.max_message_items * SV_ENTRIES_PER_ITEM
+        for _ in range(link.settle(self._stores, max_entries)):
+            self._violation(link, "malformed_state")
         return link.remote_states
 
-    def _apply(self, source: _Link, incoming: dict[str, list[bytes]], used: int) -> None:
+    def _apply(self, source: Link, incoming: dict[str, list[bytes]], used: int) -> None:
         """Read every update of a message, then apply them: a message over the item
         budget is refused whole, an invalid update alone."""
         budget = self.config.max_message_items - used
@@ -575,6 +408,7 @@ class SyncEngine:
                 except UpdateError as exc:
                     self._violation(source, "bad_update")
                     log.warning("dropped a bad update for %r from %s: %s", name, source.peer, exc)
+                self._collect(replica)
                 if replica.held_dropped:
                     self.stats["held_dropped"] += replica.held_dropped
                     replica.held_dropped = 0
@@ -588,29 +422,31 @@ class SyncEngine:
                     continue
                 # Relay what this peer applied (never the raw input, never parts it holds).
                 if source.remote_links is None or link.peer not in source.remote_links:
-                    link.updates.setdefault(name, []).extend(fresh)
+                    link.out.updates.setdefault(name, []).extend(fresh)
                 else:
                     self._ack(link, name)
             self.commit(name)  # compaction deltas, if this replica made any
 
-    def _ack(self, link: _Link, name: str) -> None:
+    def _ack(self, link: Link, name: str) -> None:
         """Tell ``link`` our state of ``name``: now if someone awaits synced(), else soon."""
         if self._eager:
-            link.states_now.add(name)
+            link.out.states_now.add(name)
             return
-        link.states_later.add(name)
-        if link.states_due is None:
-            link.states_due = self._now + self.config.ack_delay
+        link.out.states_later.add(name)
+        if link.out.states_due is None:
+            link.out.states_due = due = self._now + self.config.ack_delay
+            if self._soonest is None or due < self._soonest:
+                self._soonest = due
 
     def want_acks(self, eager: bool) -> None:
         """Someone awaits ``synced()`` (or stopped): ask linked peers for their state."""
         if eager and not self._eager:
             for link in self._links.values():
-                link.states_now.update(self._stores)
-                link.states_now |= link.states_later
-                link.states_later.clear()
-                link.states_due = None
-                link.want_ack = True
+                link.out.states_now.update(self._stores)
+                link.out.states_now |= link.out.states_later
+                link.out.states_later.clear()
+                link.out.states_due = None
+                link.out.want_ack = True
         self._eager = eager
 
     # -- timers -------------------------------------------------------------------
@@ -620,284 +456,57 @@ class SyncEngine:
         self._now = now
         config = self.config
         for link in list(self._links.values()):
-            if now - max(link.last_recv, link.last_alive) > config.dead_after:
+            if now - max(link.last_recv, link.last_alive) >= config.dead_after:
                 self.stats["links_dead"] += 1
                 self.link_down(link.peer)
-                if self.on_link_dead is not None:
-                    self.on_link_dead(link.peer)
+                self._events.append(LinkDead(link.peer))
                 continue
-            if link.states_due is not None and now >= link.states_due:
-                link.states_now |= link.states_later
-                link.states_later.clear()
-                link.states_due = None
+            if link.out.states_due is not None and now >= link.out.states_due:
+                link.out.states_now |= link.out.states_later
+                link.out.states_later.clear()
+                link.out.states_due = None
             if now - link.last_sent >= config.heartbeat_interval:
-                link.heartbeat = True
+                link.out.heartbeat = True
         if now >= self._next_sync_check:
             self._next_sync_check = now + config.sync_interval
-            self._anti_entropy()
+            anti_entropy(self._links.values(), self._stores, self._settle, now, config, self.stats)
 
-    def _anti_entropy(self) -> None:
-        """Repair gaps that stopped closing (lost frames); leave slow links alone.
-
-        A gap is repaired when, for some writer, this peer held more at the last
-        check than the link had acknowledged, and the link's acknowledged clock for
-        that writer has not moved since. A link that is merely behind (a backlog
-        under load) keeps acknowledging, so it is not sent duplicate data.
-        """
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has work: a heartbeat, a delayed ack, a link to declare
+        dead, anti-entropy; None without links. (The driver sleeps until then.)"""
+        self._soonest = None
+        if not self._links:
+            return None
+        config = self.config
+        deadline = self._next_sync_check
         for link in self._links.values():
-            if not link.synced_once and self._now - link.opened >= self.config.sync_interval:
-                link.sync = True  # our SYNC or theirs was lost: ask again
-            if link.backlog:
-                continue  # still sending: what the peer lacks may be in the queue
-            for name, replica in self._stores.items():
-                local = replica.state_vector_dict()
-                remote = self._settle(link).get(name)
-                if remote is not None and sv.covers(remote, local):
-                    link.suspect.pop(name, None)
-                    if sv.covers(local, remote):
-                        self._check_deletions(link, name, replica, remote)
-                    continue
-                remote = remote or {}
-                seen = link.suspect.get(name)
-                link.suspect[name] = (dict(local), dict(remote), 0)
-                if seen is None:
-                    continue  # a gap first seen now may be in flight
-                local_then, remote_then, repairs = seen
-                if not _stuck(local_then, remote_then, remote):
-                    continue
-                # Backoff: repair at the 1st, 2nd, 4th, 8th... check it stays stuck.
-                repairs += 1
-                link.suspect[name] = (local_then, remote_then, repairs)
-                if repairs & (repairs - 1) == 0:
-                    self.stats["repairs"] += 1
-                    link.diffs[name] = replica.diff(sv.encode(remote))
-                    link.states_now.add(name)
+            due = min(
+                link.last_sent + config.heartbeat_interval,
+                max(link.last_recv, link.last_alive) + config.dead_after,
+            )
+            if link.out.states_due is not None and link.out.states_due < due:
+                due = link.out.states_due
+            if due < deadline:
+                deadline = due
+        return deadline
 
-    def _check_deletions(
-        self, link: _Link, name: str, replica: StoreReplica, remote: sv.StateVector
-    ) -> None:
-        """Same state vectors: repair if the deletions differ (a diff carries all of ours).
-
-        A first mismatch asks the peer for its digest now; one that persists with
-        our digest unchanged is repaired, with backoff like other repairs.
-        """
-        ours = replica.delete_digest()
-        theirs = link.remote_digests.get(name)
-        if theirs is None or theirs == ours:
-            link.digest_suspect.pop(name, None)
-            return
-        seen, repairs = link.digest_suspect.get(name, (b"", 0))
-        if seen != ours:
-            link.digest_suspect[name] = (ours, 0)
-            link.states_now.add(name)
-            link.want_ack = True
-            return
-        repairs += 1
-        link.digest_suspect[name] = (ours, repairs)
-        if repairs & (repairs - 1) == 0:
-            self.stats["deletion_repairs"] += 1
-            link.diffs[name] = replica.diff(sv.encode(remote))
-            link.want_ack = True
+    def deadline_moved(self, scheduled: float | None) -> bool:
+        """Whether something since ``next_deadline()`` falls due before ``scheduled``
+        (an ack delayed by a frame): a cheap check for after each frame."""
+        soonest = self._soonest
+        return soonest is not None and (scheduled is None or soonest < scheduled)
 
     # -- output -------------------------------------------------------------------
 
-    def data_to_send(self, now: float | None = None) -> list[tuple[str, bytes]]:
+    def data_to_send(self, now: float) -> list[tuple[str, bytes]]:
         """Frames to send now, coalesced: a few bounded messages per link."""
-        if now is not None:
-            self._now = now
-        self._pending_bytes = 0
-        self.last_batch = sum(len(deltas) for deltas in self._local_out.values())
-        if self._local_out:
-            # One merged delta per store and tick (merged once, sent on every link):
-            # smaller on the wire and much cheaper to apply than many tiny ones.
-            local_out = self._local_out
-            self._local_out = {}
-            for name, deltas in local_out.items():
-                merged = _merge(deltas, self.config.part_bytes, self.config.part_items)
-                for link in self._links.values():
-                    link.updates.setdefault(name, []).extend(merged)
-        out: list[tuple[str, bytes]] = []
-        # The same UPDATE usually goes to every link: encode (and compress) it once.
-        shared: dict[tuple[Any, ...], list[bytes]] = {}
-        self._split_cache = {}
-        for link in self._links.values():
-            if not link.pending():
-                continue
-            messages: list[bytes] = []
-            ready: list[bytes] = []  # frames already encoded
-            if link.hello:
-                messages.append(wire.encode(wire.HELLO, self.peer_id, self._link_ids(link)))
-                link.hello = link.announce_links = False
-            if link.announce_links:
-                messages.append(wire.encode(wire.LINKS, self._link_ids(link)))
-                link.announce_links = False
-            if link.sync:
-                groups = list(self._state_groups(self._stores)) or [[]]
-                for i, names in enumerate(groups):
-                    more = i + 1 < len(groups)
-                    messages.append(
-                        wire.encode(
-                            wire.SYNC,
-                            self._states(names),
-                            not link.synced_once,
-                            more,
-                            self._digests(names),
-                        )
-                    )
-                link.sync = False
-            states_for = link.states_now
-            if link.diffs or link.updates or states_for:
-                states_for |= link.states_later
-                link.states_later = set()
-                link.states_due = None
-            if link.diffs:
-                diffs = link.diffs
-                link.diffs = {}
-                for part in self._diff_messages(diffs):
-                    messages.append(
-                        wire.encode(wire.DIFF, part, self._states(part), self._digests(part))
-                    )
-                states_for.difference_update(diffs)
-            want = self._eager or link.want_ack
-            if link.updates:
-                batch = link.updates
-                link.updates = {}
-                states_for.update(batch)
-                for group in self._update_messages(batch):
-                    attached = states_for.intersection(group)
-                    key = (
-                        tuple((name, tuple(map(id, deltas))) for name, deltas in group.items()),
-                        frozenset(attached),
-                        want,
-                    )
-                    frames = shared.get(key)
-                    if frames is None:
-                        message = wire.encode(wire.UPDATE, group, self._states(attached), want)
-                        frames = shared[key] = wire.frames(
-                            message, next(self._message_ids), self.config.max_frame_bytes
-                        )
-                    ready.extend(frames)
-                    states_for.difference_update(attached)
-                link.want_ack = False
-            if states_for:
-                for names in self._state_groups(states_for):
-                    messages.append(
-                        wire.encode(
-                            wire.ACK, self._states(names), link.want_ack, self._digests(names)
-                        )
-                    )
-                link.want_ack = False
-            link.states_now = set()
-            if link.heartbeat and not messages and not ready:
-                messages.append(wire.encode(wire.HEARTBEAT))
-            link.heartbeat = False
-            link.last_sent = self._now
-            for message in messages:
-                ready.extend(
-                    wire.frames(message, next(self._message_ids), self.config.max_frame_bytes)
-                )
-            for frame in ready:
-                out.append((link.peer, frame))
-            self.stats["frames_out"] += len(ready)
-            self.stats["bytes_out"] += sum(map(len, ready))
-        self._split_cache = {}
-        return out
+        self._now = now
+        return self._outbox.flush(self._links, self.peer_id, self._eager, now)
 
-    def _states(self, names: Iterable[str]) -> dict[str, bytes]:
-        stores = self._stores
-        return {name: stores[name].state_vector() for name in names if name in stores}
-
-    def _digests(self, names: Iterable[str]) -> dict[str, bytes]:
-        stores = self._stores
-        return {name: stores[name].delete_digest() for name in names if name in stores}
-
-    def _state_groups(self, names: Iterable[str]) -> Iterator[list[str]]:
-        """Store names in groups whose state vectors fit in one message."""
-        group: list[str] = []
-        items = 0
-        size = 0
-        for name in names:
-            replica = self._stores.get(name)
-            if replica is None:
-                continue
-            encoded = replica.state_vector()
-            count = len(replica.state_vector_dict())
-            if group and (
-                items + count > self.config.max_message_items * _SV_ENTRIES_PER_ITEM // 4
-                or size + len(encoded) + len(name) > self.config.part_bytes
-            ):
-                yield group
-                group, items, size = [], 0, 0
-            group.append(name)
-            items += count
-            size += len(encoded) + len(name)
-        if group:
-            yield group
-
-    def _parts(self, update: bytes, items: int) -> list[tuple[bytes, int]]:
-        """``update`` (of at most ``items`` Yjs items) as is if it fits in a message part,
-        else cut into parts; each with a bound on its items."""
-        config = self.config
-        if len(update) <= config.part_bytes and items <= config.part_items:
-            return [(update, items)]
-        cached = self._split_cache.get(id(update))
-        if cached is not None and cached[0] is update:
-            return cached[1]
-        read = updates.read(
-            update,
-            max_units=1 << 62,
-            max_value_bytes=config.max_value_bytes,
-            check_entries=False,
-            keep_structs=True,
-        )
-        if len(update) <= config.part_bytes and read.units <= config.part_items:
-            parts = [(update, read.units)]
-        else:
-            pieces = updates.split(read, config.part_bytes, config.part_items)
-            parts = [(piece, config.part_items) for piece in pieces]
-        self._split_cache[id(update)] = (update, parts)
-        return parts
-
-    def _diff_messages(self, diffs: dict[str, bytes]) -> Iterator[dict[str, bytes]]:
-        """DIFF bodies: one update per store per message, each message within a part."""
-        pending = {name: self._parts(diff, len(diff) // 2 + 1) for name, diff in diffs.items()}
-        while pending:
-            body: dict[str, bytes] = {}
-            size = 0
-            for name in list(pending):
-                parts = pending[name]
-                if body and size + len(parts[0]) > self.config.part_bytes:
-                    continue
-                body[name] = parts.pop(0)[0]
-                size += len(body[name])
-                if not parts:
-                    del pending[name]
-            yield body
-
-    def _update_messages(
-        self, batch: dict[str, list[tuple[bytes, int]]]
-    ) -> Iterator[dict[str, list[bytes]]]:
-        """UPDATE bodies: the deltas of a batch, in order, within a part per message."""
-        config = self.config
-        group: dict[str, list[bytes]] = {}
-        size = 0
-        items = 0
-        for name, deltas in batch.items():
-            for delta, bound in deltas:
-                for part, cost in self._parts(delta, bound):
-                    if group and (
-                        size + len(part) > config.part_bytes or items + cost > config.part_items
-                    ):
-                        yield group
-                        group, size, items = {}, 0, 0
-                    group.setdefault(name, []).append(part)
-                    size += len(part)
-                    items += cost
-        if group:
-            yield group
-
-    def _link_ids(self, link: _Link) -> list[str]:
-        return [peer for peer in self._links if peer != link.peer]
+    @property
+    def last_batch(self) -> int:
+        """How many local deltas the last ``data_to_send()`` carried."""
+        return self._outbox.last_batch
 
     # -- status -------------------------------------------------------------------
 
@@ -913,66 +522,16 @@ class SyncEngine:
         """Linked peers whose acknowledged state differs from this peer's."""
         out = []
         for peer, link in self._links.items():
-            if not link.synced_once or not self._link_synced(link):
+            if not link_agrees(link, self._stores, self._settle):
                 out.append(peer)
                 if first_only:
                     break
         return out
 
-    def _link_synced(self, link: _Link) -> bool:
-        remote_states = self._settle(link)
-        if len(remote_states) < len(self._stores):
-            return False
-        stores = self._stores
-        digests = link.remote_digests
-        for name, remote in remote_states.items():
-            replica = stores[name]
-            local = replica.state_vector_dict()
-            if not sv.covers(remote, local) or not sv.covers(local, remote):
-                return False
-            if name in digests and digests[name] != replica.delete_digest():
-                return False
-        return True
-
     def has_output(self) -> bool:
         """Whether ``data_to_send()`` has something to send now."""
-        return bool(self._local_out) or any(link.pending() for link in self._links.values())
+        return self._outbox.has_local() or any(link.out.pending() for link in self._links.values())
 
     def pending_bytes(self) -> int:
         """Bytes of local deltas queued for the next flush (for backpressure)."""
-        return self._pending_bytes
-
-
-_MERGE_CHUNK = 256  # pycrdt's merge slows down on very long lists of updates
-
-
-def _merge(
-    deltas: list[tuple[bytes, int]], max_bytes: int, max_items: int
-) -> list[tuple[bytes, int]]:
-    """Merge consecutive deltas into as few as possible, each of at most ``max_bytes``,
-    ``max_items`` items (unless one alone is bigger) and ``_MERGE_CHUNK`` deltas."""
-    if len(deltas) == 1:
-        return deltas
-    out: list[tuple[bytes, int]] = []
-    run: list[bytes] = []
-    size = 0
-    items = 0
-    for delta, bound in deltas:
-        if run and (
-            size + len(delta) > max_bytes or items + bound > max_items or len(run) >= _MERGE_CHUNK
-        ):
-            out.append((merge_updates(*run) if len(run) > 1 else run[0], items))
-            run, size, items = [], 0, 0
-        run.append(delta)
-        size += len(delta)
-        items += bound
-    out.append((merge_updates(*run) if len(run) > 1 else run[0], items))
-    return out
-
-
-def _stuck(local_then: sv.StateVector, remote_then: sv.StateVector, remote: sv.StateVector) -> bool:
-    """Did some writer's content we held at the last check fail to advance at the peer?"""
-    return any(
-        clock > remote_then.get(client, 0) and remote.get(client, 0) == remote_then.get(client, 0)
-        for client, clock in local_then.items()
-    )
+        return self._outbox.pending_bytes

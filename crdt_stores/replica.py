@@ -23,20 +23,15 @@ deltas go in through ``apply()``.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import itertools
 import logging
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import cbor2
-from pycrdt import Doc, Map
-from pycrdt._pycrdt import Array as _RawArray
-from pycrdt._pycrdt import ArrayEvent as _RawArrayEvent
 
 from . import _statevector, updates
+from ._ydoc import ArrayDelta, YArray, YDoc, YTransaction, weakly
 from .budget import Budget
 from .entries import (
     APPEND,
@@ -51,70 +46,35 @@ from .entries import (
     encode_entry,
     parse_entry,
 )
+from .held import HeldParts
+from .merge import INERT as _INERT
+from .merge import MISSING, Entry, integrate
+from .merge import apply_op as _apply_op
+from .merge import dead_entries as _dead
+from .merge import entry_order as _order
+from .merge import fold as _fold
+from .merge import make_entry as _entry
+from .merge import order_ties as _order_ties
 from .values import DEFAULT_MAX_VALUE_BYTES, check_key, encode, normalize, same_value
 
 __all__ = ["MISSING", "WILDCARD", "Entry", "StoreReplica", "UpdateError"]
 
 log = logging.getLogger("crdt_stores")
 
-_EMPTY_UPDATE: Final = b"\x00\x00"
 _TXN_ENTRIES: Final = 64
 """Entries appended per Yrs transaction: Yrs appends one item at a time and walks every
 item appended earlier in the same transaction (quadratic time and memory: 8,000 keys
 in one transaction took 1.5 GB). Big bulk writes are split into such transactions,
 merged into one delta per tick, and announced as one change."""
 _TXN_BYTES: Final = 256 * 1024
-_HELD_ENTRY_COST: Final = 24  # bytes charged to the budget per held delete range
-_MAX_LENGTH: Final = updates.MAX_CLOCK
 
 
-class _Missing:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Final = _Missing()
-"""Marks a key without a value (never written, or deleted)."""
-
-ChangeListener = Callable[[dict[str, Any], bool], None]
-"""Called after each transaction with ``{key: value or MISSING}`` and ``local``."""
+Changes = tuple[dict[str, Any], bool]
+"""What one transaction changed: ``({key: value or MISSING}, local)``."""
 
 
 class UpdateError(ValueError):
     """A remote Yjs update could not be decoded or applied; nothing was changed."""
-
-
-class Entry:
-    """One write in the log; compared by identity."""
-
-    __slots__ = ("key", "op", "order", "payload", "pos", "writer")
-
-    def __init__(self, key: str | None, op: int, payload: Any, order: tuple[int, int]):
-        self.key = key  # None: an entry a peer wrote that we cannot use (kept inert)
-        self.op = op
-        self.payload = payload
-        self.order = order
-        self.writer = ""  # key of the writer array holding it
-        self.pos = 0  # index hint into that array's mirror; may lag behind deletions
-
-    def __repr__(self) -> str:
-        return f"Entry({self.key!r}, op={self.op}, order={self.order})"
-
-
-def _order(entry: Entry) -> tuple[int, int]:
-    return entry.order
-
-
-_INERT: Final = (None, -1, None, 0)
-
-
-def _entry(parsed: ParsedEntry | tuple[None, int, None, int], writer: int) -> Entry:
-    key, op, payload, lamport = parsed
-    if key is None:
-        return Entry(None, -1, None, (0, 0))
-    return Entry(key, op, payload, (lamport, writer))
 
 
 def _writer_id(writer: str) -> int | None:
@@ -122,95 +82,6 @@ def _writer_id(writer: str) -> int | None:
     if writer.isascii() and writer.isdecimal() and len(writer) < 20 and str(int(writer)) == writer:
         return int(writer)
     return None
-
-
-def _apply_op(value: Any, entry: Entry) -> Any:
-    """Apply one entry on top of ``value``; containers returned are owned by the caller."""
-    op = entry.op
-    payload = entry.payload
-    if op == SET:
-        kind = type(payload)
-        if kind is dict:
-            return dict(payload)
-        if kind is list:
-            return list(payload)
-        return payload
-    if op == MERGE:
-        if type(value) is dict:
-            value.update(payload)
-            return value
-        return dict(payload)
-    if op == APPEND:
-        if type(value) is list:
-            value.extend(payload)
-            return value
-        return list(payload)
-    return MISSING
-
-
-def _fold(entries: list[Entry]) -> Any:
-    start = 0
-    for i in range(len(entries) - 1, -1, -1):
-        if entries[i].op in (SET, DELETE):
-            start = i
-            break
-    value: Any = MISSING
-    for entry in entries[start:]:
-        value = _apply_op(value, entry)
-    return value
-
-
-def _dead(entries: list[Entry], author: int | None = None) -> list[Entry]:
-    """Entries whose removal cannot change the fold, whatever arrives later.
-
-    Everything before a set/delete is dead. A dict update is dead when later dict
-    updates overwrite all of its fields: with or without it, the fold differs at
-    most in those fields (or in a list that a later dict update replaces), so the
-    result is the same for any entries that may still arrive in between.
-
-    With ``author``, only entries made dead by that writer's own entries count:
-    a replica deletes only what its own writes superseded. Its deletion then
-    travels after (or with) the write that justifies it, so no peer ever sees an
-    entry vanish before the entry that supersedes it arrives.
-    """
-    dead: list[Entry] = []
-    covered: set[str] = set()
-    merges_after = False
-    reset = False
-    for entry in reversed(entries):
-        witness = author is None or entry.order[1] == author
-        if reset:
-            dead.append(entry)
-        elif entry.op == SET or entry.op == DELETE:
-            reset = witness
-        elif entry.op == MERGE:
-            if merges_after and covered.issuperset(entry.payload):
-                dead.append(entry)
-            elif witness:
-                covered.update(entry.payload)
-                merges_after = True
-    return dead
-
-
-def _tiebreak(entry: Entry) -> tuple[tuple[int, int], bytes]:
-    """A total order: only entries a peer forged share (lamport, writer)."""
-    return entry.order, cbor2.dumps([entry.key, entry.op, entry.payload])
-
-
-def _has_ties(entries: list[Entry]) -> bool:
-    return any(a.order == b.order for a, b in itertools.pairwise(entries))
-
-
-def _order_ties(entries: list[Entry]) -> None:
-    """Sort entries of equal order by content, the same way on every peer."""
-    if _has_ties(entries):
-        entries.sort(key=_tiebreak)
-
-
-def _dominated(entries: list[Entry], entry: Entry) -> bool:
-    """True when a set/delete ordered after ``entry`` hides it."""
-    i = bisect.bisect_right(entries, entry.order, key=_order)
-    return any(e.op == SET or e.op == DELETE for e in entries[i:])
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:
@@ -236,19 +107,27 @@ class StoreReplica:
         client_id: int | None = None,
         max_update_items: int = 1 << 20,
         held: Budget | None = None,
+        track_changes: bool = False,
     ) -> None:
         self.name = name
+        self.track_changes = track_changes
         self.max_value_bytes = max_value_bytes
         self.max_update_items = max_update_items
-        self.on_change: ChangeListener | None = None
-        self._doc: Doc = Doc(client_id=client_id)
-        # Hot paths use pycrdt's Rust objects directly: its Python wrappers cost
-        # more than the CRDT work itself (pycrdt is pinned below 0.15 for this).
-        self._ydoc = self._doc._doc
-        self._writers = self._doc.get("writers", type=Map).integrated
-        self._author = self._doc.client_id
+        # values changed by transactions since ``take_changes()``, if tracked (returned,
+        # not called back: the driver runs user code after the engine call returns)
+        self._changes: list[Changes] = []
+        # The document, through the adapter that holds pycrdt's private API. Its
+        # observers hold the replica weakly: a cycle through pycrdt's Rust objects is
+        # invisible to Python's garbage collector, and every replica would leak.
+        self._y = YDoc(
+            client_id,
+            weakly(self._on_transaction),
+            weakly(self._on_array),
+            weakly(self._on_writers),
+        )
+        self._author = self._y.client_id
         self._me = str(self._author)
-        self._arrays: dict[str, Any] = {}  # writer -> its (Rust) array
+        self._arrays: dict[str, YArray] = {}  # writer -> its array
         self._mirrors: dict[str, list[Entry]] = {}  # writer -> its array's items, in order
         self._by_key: dict[str, list[Entry]] = {}  # each sorted by order
         self._values: dict[str, Any] = {}  # folded value of every present key
@@ -256,33 +135,28 @@ class StoreReplica:
         self._outbox: list[tuple[bytes, int]] = []  # deltas, each with a bound on its items
         # Parts of remote updates that wait for a writer's earlier structs (never
         # handed to Yrs, whose own pending store is unbounded), charged to ``held``.
-        self._held = held if held is not None else Budget(64 * 1024 * 1024)
-        self._held_blocks: dict[int, list[tuple[int, int, bytes]]] = {}
-        self._held_deletes: updates.DeleteSet = {}
-        self.held_dropped = 0  # held parts refused for lack of budget (anti-entropy resends)
+        self._held = HeldParts(held if held is not None else Budget(64 * 1024 * 1024), self.read)
         # entries of the update being applied, checked before Yrs saw them
         self._parsed: dict[bytes, ParsedEntry] = {}
         # gathered by the observers during one transaction, used right after it
-        self._local = False
         self._txn_update: bytes | None = None
         self._txn_inserted: list[Entry] = []
         self._txn_removed: list[Entry] = []
-        self._txn_new_arrays: dict[str, Any] = {}
+        self._txn_new_arrays: dict[str, YArray] = {}
         self._txn_rebuild = False
         self._sv: bytes | None = None
         # Kept up to date by the code that changes it (decoding it again after every
         # transaction cost more than the rest of applying a small update).
         self._sv_dict: _statevector.StateVector | None = {}
         self._digest: bytes | None = None
-        # Dropping a subscription unsubscribes it. The callbacks hold the replica
-        # weakly: a cycle through pycrdt's Rust objects is invisible to Python's
-        # garbage collector, and every replica (with its document) would leak.
-        self._subscriptions = (
-            self._ydoc.observe(_weakly(self._on_transaction)),
-            self._writers.observe_deep(_weakly(self._on_events)),
-        )
 
     # -- reads -------------------------------------------------------------------
+
+    def take_changes(self) -> list[Changes]:
+        """Values changed since the last call, one ``(changes, local)`` per transaction."""
+        changes = self._changes
+        self._changes = []
+        return changes
 
     @property
     def client_id(self) -> int:
@@ -313,12 +187,7 @@ class StoreReplica:
     def state_vector(self) -> bytes:
         """Encoded Yjs state vector of this store."""
         if self._sv is None:
-            txn = self._ydoc.create_transaction()
-            try:
-                self._sv = self._ydoc.get_state(txn)
-            finally:
-                txn.commit()
-                txn.drop()
+            self._sv = self._y.state_vector()
         return self._sv
 
     def state_vector_dict(self) -> _statevector.StateVector:
@@ -336,7 +205,7 @@ class StoreReplica:
         every deletion.
         """
         if self._digest is None:
-            own = self._doc.get_update(self.state_vector())  # no structs: the delete set
+            own = self._y.update(self.state_vector())  # no structs: the delete set
             deletes = updates.read(own, max_units=1 << 62, max_value_bytes=0).deletes
             canonical = sorted((client, _merged(ranges)) for client, ranges in deletes.items())
             self._digest = hashlib.blake2b(cbor2.dumps(canonical), digest_size=8).digest()
@@ -344,7 +213,7 @@ class StoreReplica:
 
     def diff(self, state_vector: bytes | None = None) -> bytes:
         """Yjs update with everything a peer at ``state_vector`` lacks (all if None)."""
-        return self._doc.get_update(state_vector)
+        return self._y.update(state_vector)
 
     def take_outbox(self) -> list[bytes]:
         """Deltas of local transactions since the last call (writes and compactions)."""
@@ -457,7 +326,7 @@ class StoreReplica:
                 values[written] = value
             changes[written] = value
         self._local_done(changes)
-        if self._held_blocks or self._held_deletes:
+        if self._held:
             self._release_held()  # parts that waited for these clocks of ours
 
     def _append(
@@ -465,19 +334,20 @@ class StoreReplica:
     ) -> dict[str, list[int]]:
         """One local transaction: append entries to this replica's array (created with
         its first write), delete ``dead``; returns the deleted indices, per writer."""
-        txn = self._ydoc.create_transaction()
-        self._local = True
+        y = self._y
+        txn = y.begin()
+        y.local = True
         try:
             mine = self._arrays.get(self._me)
             structs = len(blobs)
             if mine is None:  # the array comes first: it is this writer's struct 0
-                mine = self._arrays[self._me] = self._writers.insert_array_prelim(txn, self._me)
+                mine = self._arrays[self._me] = y.new_array(txn, self._me)
                 self._mirrors[self._me] = []
                 structs += 1
             mirror = self._mirrors[self._me]
             base = len(mirror)
             for offset, blob in enumerate(blobs):
-                mine.insert(txn, base + offset, blob)
+                y.insert(txn, mine, base + offset, blob)
             doomed = self._delete(txn, dead) if dead else {}
         finally:
             self._commit(txn)
@@ -497,12 +367,12 @@ class StoreReplica:
         if update is not None:
             self._outbox.append((update, items))
 
-    def _delete(self, txn: Any, entries: list[Entry]) -> dict[str, list[int]]:
+    def _delete(self, txn: YTransaction, entries: list[Entry]) -> dict[str, list[int]]:
         """Delete entries from their writers' arrays; returns the indices, per writer."""
         if len(entries) == 1:  # the usual overwrite
             entry = entries[0]
             index = self._index_of(entry)
-            self._arrays[entry.writer].remove_range(txn, index, 1)
+            self._y.remove(txn, self._arrays[entry.writer], index, 1)
             return {entry.writer: [index]}
         by_writer: dict[str, list[Entry]] = {}
         for entry in entries:
@@ -517,7 +387,7 @@ class StoreReplica:
                 indices = sorted({self._index_of(e) for e in doomed_entries})
             doomed[writer] = indices
             for start, length in _runs(indices):
-                array.remove_range(txn, start, length)
+                self._y.remove(txn, array, start, length)
         return doomed
 
     def _forget(self, doomed: dict[str, list[int]], dead: list[Entry]) -> None:
@@ -548,8 +418,8 @@ class StoreReplica:
                 del by_key[key]
 
     def _local_done(self, changes: dict[str, Any]) -> None:
-        if changes and self.on_change is not None:
-            self.on_change(changes, True)
+        if changes and self.track_changes:
+            self._changes.append((changes, True))
 
     def _index_of(self, entry: Entry) -> int:
         mirror = self._mirrors[entry.writer]
@@ -562,12 +432,11 @@ class StoreReplica:
         entry.pos = index
         return index
 
-    def _commit(self, txn: Any) -> None:
+    def _commit(self, txn: YTransaction) -> None:
         try:
-            txn.commit()
+            self._y.end(txn)
         finally:
-            txn.drop()
-            self._local = False
+            self._y.local = False
 
     # -- remote updates ----------------------------------------------------------
 
@@ -605,116 +474,26 @@ class StoreReplica:
         queue = [update]
         while queue:
             current = queue.pop(0)
-            ready = self._admit(current)
+            ready = self._held.admit(current, self.state_vector_dict())
             if ready is not None and self._apply_checked(*ready):
                 applied.append((ready[0], current.units))
-            if not queue and (self._held_blocks or self._held_deletes):
-                queue.extend(self._take_released())
+            if not queue and self._held:
+                queue.extend(self._held.take_released(self.state_vector_dict()))
         return applied
-
-    def _admit(
-        self, update: updates.Update
-    ) -> tuple[bytes, dict[bytes, ParsedEntry], dict[int, int]] | None:
-        """What of ``update`` can be applied now; the rest is held (or dropped if over budget)."""
-        have = self.state_vector_dict()
-        known = dict(have)
-        ready: list[updates.Block] = []
-        whole = not update.clipped
-        for block in update.blocks:
-            at = have.get(block.client, 0)
-            if block.end <= at:
-                whole = False  # nothing new in it
-            elif block.clock <= at:
-                known[block.client] = block.end
-                ready.append(block)
-            else:
-                whole = False
-                self._hold_block(block.client, block.clock, block.end, update.block_bytes(block))
-        deletes: updates.DeleteSet = {}
-        for client, ranges in update.deletes.items():
-            upto = known.get(client, 0)
-            for clock, length in ranges:
-                end = clock + length
-                if clock < upto:
-                    deletes.setdefault(client, []).append((clock, min(end, upto) - clock))
-                if end > upto:
-                    whole = False
-                    self._hold_delete(client, max(clock, upto), end)
-        ends = {block.client: block.end for block in ready}
-        if whole:
-            return update.data, update.entries, ends
-        if not ready and not deletes:
-            return None
-        return updates.encode(map(update.block_bytes, ready), deletes), update.entries, ends
-
-    def _hold_block(self, client: int, clock: int, end: int, block: bytes) -> None:
-        data = updates.encode([block], {})
-        if self._held.take(len(data)):
-            self._held_blocks.setdefault(client, []).append((clock, end, data))
-        else:
-            self.held_dropped += 1
-
-    def _hold_delete(self, client: int, clock: int, end: int) -> None:
-        ranges = self._held_deletes.setdefault(client, [])  # sorted by clock
-        i = bisect.bisect_right(ranges, (clock, _MAX_LENGTH))
-        if i and ranges[i - 1][0] + ranges[i - 1][1] >= end:
-            return  # held already (diffs carry every deletion, again and again)
-        if self._held.take(_HELD_ENTRY_COST):
-            ranges.insert(i, (clock, end - clock))
-        else:
-            self.held_dropped += 1
-            if not ranges:
-                del self._held_deletes[client]
-
-    def _take_released(self) -> list[updates.Update]:
-        """Held parts whose writer's earlier structs are here now, in clock order."""
-        have = self.state_vector_dict()
-        out: list[updates.Update] = []
-        for client in list(self._held_blocks):
-            at = have.get(client, 0)
-            waiting = self._held_blocks[client]
-            keep = []
-            for held in sorted(waiting):
-                clock, end, data = held
-                if clock <= at < end:
-                    out.append(self.read(data))
-                    at = end
-                if clock <= at:  # released, or made obsolete by what arrived
-                    self._held.give(len(data))
-                else:
-                    keep.append(held)
-            if keep:
-                self._held_blocks[client] = keep
-            else:
-                del self._held_blocks[client]
-        if out:
-            return out  # in clock order per writer: each applies after the one before
-        deletes: updates.DeleteSet = {}
-        for client in list(self._held_deletes):
-            at = have.get(client, 0)
-            keep_ranges = []
-            for clock, length in self._held_deletes[client]:
-                if clock < at:
-                    deletes.setdefault(client, []).append((clock, min(clock + length, at) - clock))
-                    if clock + length > at:
-                        keep_ranges.append((at, clock + length - at))
-                    else:
-                        self._held.give(_HELD_ENTRY_COST)
-                else:
-                    keep_ranges.append((clock, length))
-            if keep_ranges:
-                self._held_deletes[client] = sorted(keep_ranges)
-            else:
-                del self._held_deletes[client]
-        if deletes:
-            data = updates.encode([], deletes)
-            out.append(updates.Update(data, [], deletes, sum(map(len, deletes.values()))))
-        return out
 
     def _release_held(self) -> None:
         """After a local write: apply held parts it made integrable."""
-        for update in self._take_released():
+        for update in self._held.take_released(self.state_vector_dict()):
             self.apply(update)
+
+    @property
+    def held_dropped(self) -> int:
+        """Held parts refused for lack of budget (anti-entropy resends them)."""
+        return self._held.dropped
+
+    @held_dropped.setter
+    def held_dropped(self, value: int) -> None:
+        self._held.dropped = value
 
     def _apply_checked(
         self, update: bytes, entries: dict[bytes, ParsedEntry], ends: dict[int, int]
@@ -726,10 +505,10 @@ class StoreReplica:
         mirrors and values never disagree with it.
         """
         self._parsed = entries
-        txn = self._ydoc.create_transaction()
+        txn = self._y.begin()
         failure: BaseException | None = None
         try:
-            self._ydoc.apply_update(txn, update)
+            self._y.apply_update(txn, update)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # pyo3 PanicException derives from BaseException
@@ -745,8 +524,8 @@ class StoreReplica:
             self._sv_dict = None  # read it from the document again
             self._reset_transaction_state()
             changes = self._rebuild()
-            if changes and self.on_change is not None:
-                self.on_change(changes, False)
+            if changes and self.track_changes:
+                self._changes.append((changes, False))
             raise UpdateError(f"bad Yjs update: {type(failure).__name__}: {failure}")
         sv = self._sv_dict
         if sv is not None:
@@ -777,40 +556,29 @@ class StoreReplica:
 
     # -- observers (they run inside the transaction's commit) ----------------------
 
-    def _on_transaction(self, event: Any) -> None:
-        if self._local:
-            update = event.update
-            if update and update != _EMPTY_UPDATE:
-                self._txn_update = update
+    def _on_transaction(self, update: bytes | None) -> None:
+        if update is not None:  # a local transaction's delta
+            self._txn_update = update
         self._sv = None
         self._digest = None
 
-    def _on_events(self, events: list[Any]) -> None:  # pycrdt's Rust event objects
-        if self._local:
-            return  # local transactions integrate what they did themselves
-        event: Any
-        for event in events:
-            path = event.path
-            if type(event) is _RawArrayEvent:
-                if len(path) == 1:
-                    self._on_array(str(path[0]), event.delta)  # type: ignore[attr-defined]
-            elif not path:  # the writers map itself
-                keys = event.keys
-                if not keys:
-                    self._txn_rebuild = True  # how pycrdt reports some out-of-order changes
-                for writer, change in keys.items():
-                    array = change.get("newValue")
-                    if (
-                        change.get("action") == "add"
-                        and type(array) is _RawArray
-                        and writer not in self._mirrors
-                        and _writer_id(writer) is not None
-                    ):
-                        self._txn_new_arrays[writer] = array
-                    else:
-                        # Checked updates cannot replace or delete an array; follow the
-                        # document as it is, reading it afresh, if it happens anyway.
-                        self._txn_rebuild = True
+    def _on_writers(self, keys: dict[str, dict[str, Any]]) -> None:
+        """Arrays added to (or, never from a checked update, changed in) the writers map."""
+        if not keys:
+            self._txn_rebuild = True  # how pycrdt reports some out-of-order changes
+        for writer, change in keys.items():
+            array = change.get("newValue")
+            if (
+                change.get("action") == "add"
+                and YDoc.is_array(array)
+                and writer not in self._mirrors
+                and _writer_id(writer) is not None
+            ):
+                self._txn_new_arrays[writer] = array
+            else:
+                # Checked updates cannot replace or delete an array; follow the
+                # document as it is, reading it afresh, if it happens anyway.
+                self._txn_rebuild = True
 
     def _parse(self, blob: object, author: int) -> Entry:
         """The entry ``blob`` in ``author``'s array: checked before Yrs saw it, or now."""
@@ -826,7 +594,7 @@ class StoreReplica:
                 pass
         return _entry(_INERT, author)  # never from a checked update; kept out of every fold
 
-    def _on_array(self, writer: str, delta: list[dict[str, Any]]) -> None:
+    def _on_array(self, writer: str, delta: ArrayDelta) -> None:
         mirror = self._mirrors.get(writer)
         if mirror is None:
             return
@@ -850,10 +618,10 @@ class StoreReplica:
                 index += len(new)
                 inserted.extend(new)
 
-    def _read_array(self, txn: Any, writer: str, array: Any) -> list[Entry]:
+    def _read_array(self, txn: YTransaction, writer: str, array: YArray) -> list[Entry]:
         author = _writer_id(writer)
         assert author is not None
-        entries = [self._parse(array.get(txn, i), author) for i in range(array.len(txn))]
+        entries = [self._parse(blob, author) for blob in self._y.items(txn, array)]
         for index, entry in enumerate(entries):
             entry.writer = writer
             entry.pos = index
@@ -863,7 +631,7 @@ class StoreReplica:
         """Fill the mirrors of writer arrays that appeared in the last transaction."""
         new_arrays = self._txn_new_arrays
         self._txn_new_arrays = {}
-        txn = self._ydoc.create_transaction()
+        txn = self._y.begin()
         try:
             for writer, array in new_arrays.items():
                 entries = self._read_array(txn, writer, array)
@@ -871,23 +639,20 @@ class StoreReplica:
                 self._mirrors[writer] = list(entries)
                 self._txn_inserted.extend(entries)
         finally:
-            txn.commit()
-            txn.drop()
+            self._y.end(txn)
 
     def _rebuild(self) -> dict[str, Any]:
         """Re-read every writer array from the document; returns the values that changed."""
-        arrays: dict[str, Any] = {}
+        arrays: dict[str, YArray] = {}
         mirrors: dict[str, list[Entry]] = {}
-        txn = self._ydoc.create_transaction()
+        txn = self._y.begin()
         try:
-            for writer in self._writers.keys(txn):
-                array = self._writers.get(txn, writer)
-                if _writer_id(writer) is not None and type(array) is _RawArray:
+            for writer, array in self._y.arrays(txn).items():
+                if _writer_id(writer) is not None:
                     arrays[writer] = array
                     mirrors[writer] = self._read_array(txn, writer, array)
         finally:
-            txn.commit()
-            txn.drop()
+            self._y.end(txn)
         by_key: dict[str, list[Entry]] = {}
         for mirror in mirrors.values():
             for entry in mirror:
@@ -917,6 +682,13 @@ class StoreReplica:
         self._txn_new_arrays = {}
         self._txn_rebuild = False
 
+    def _integrate(self, inserted: list[Entry], removed: list[Entry]) -> dict[str, Any]:
+        """The merge rules applied to what a transaction inserted and removed."""
+        for entry in inserted:
+            if entry.key is not None and entry.order[0] > self._lamport:
+                self._lamport = entry.order[0]
+        return integrate(self._by_key, self._values, inserted, removed)
+
     def _after_transaction(self) -> list[str]:
         """Integrate what the observers saw of a remote update; returns keys with new entries."""
         if self._txn_rebuild:
@@ -931,92 +703,9 @@ class StoreReplica:
             self._reset_transaction_state()
             changes = self._integrate(inserted, removed) if inserted or removed else {}
             keys = list(dict.fromkeys(e.key for e in inserted if e.key is not None))
-        if changes and self.on_change is not None:
-            self.on_change(changes, False)
+        if changes and self.track_changes:
+            self._changes.append((changes, False))
         return keys
-
-    def _integrate(self, inserted: list[Entry], removed: list[Entry]) -> dict[str, Any]:
-        """Update per-key entry lists and folded values; returns the changed keys' values."""
-        fresh: dict[str, list[Entry]] = {}
-        for entry in inserted:
-            if entry.key is not None:
-                if entry.order[0] > self._lamport:
-                    self._lamport = entry.order[0]
-                fresh.setdefault(entry.key, []).append(entry)
-        losers: dict[str, list[Entry]] = {}
-        for entry in removed:
-            if entry.key is not None:
-                losers.setdefault(entry.key, []).append(entry)
-        by_key = self._by_key
-        values = self._values
-        changes: dict[str, Any] = {}
-        for key in dict.fromkeys([*fresh, *losers]):  # in write order: callbacks follow it
-            entries = by_key.get(key) or []
-            new = fresh.get(key, ())
-            gone = losers.get(key, ())
-            at_tail = True
-            if new:
-                new.sort(key=_order)  # type: ignore[attr-defined]
-                if len(new) > 1 and _has_ties(new):  # type: ignore[arg-type]
-                    new.sort(key=_tiebreak)  # type: ignore[attr-defined]
-                if not entries or entries[-1].order < new[0].order:
-                    entries.extend(new)
-                else:
-                    at_tail = False
-                    for entry in new:
-                        bisect.insort(entries, entry, key=_order)
-                    _order_ties(entries)
-            # Removing superseded entries (what compaction does) cannot change the fold.
-            harmless = True
-            if gone:
-                dead = {id(e) for e in _dead(entries)}
-                harmless = all(id(e) in dead for e in gone)
-                if len(gone) == 1:
-                    entries.remove(gone[0])
-                else:
-                    ids = {id(e) for e in gone}
-                    entries = [e for e in entries if id(e) not in ids]
-            if entries:
-                by_key[key] = entries
-            else:
-                by_key.pop(key, None)
-            old = values.get(key, MISSING)
-            if harmless and at_tail:
-                if not new:
-                    continue
-                value = old
-                for entry in new:
-                    value = _apply_op(value, entry)
-                effective = True
-            else:
-                value = _fold(entries) if entries else MISSING
-                if new:
-                    effective = any(not _dominated(entries, entry) for entry in new)
-                else:
-                    effective = (value is MISSING) != (old is MISSING) or (
-                        value is not MISSING and not same_value(old, value)
-                    )
-            if value is MISSING:
-                values.pop(key, None)
-            else:
-                values[key] = value
-            if effective and (value is not MISSING or old is not MISSING):
-                changes[key] = value  # (absent before and after is no change: a delete
-                # marker of a key this replica never showed notifies nobody)
-        return changes
-
-
-def _weakly(method: Callable[[Any], None]) -> Callable[[Any], None]:
-    """``method`` as a callback that does not keep its object alive."""
-    ref = weakref.ref(method.__self__)  # type: ignore[attr-defined]
-    function = method.__func__  # type: ignore[attr-defined]
-
-    def call(arg: Any) -> None:
-        target = ref()
-        if target is not None:
-            function(target, arg)
-
-    return call
 
 
 def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -5,20 +5,34 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .replica import MISSING, WILDCARD, StoreReplica
 from .values import StoreValue, check_key, copy_value, plain_key
 
-if TYPE_CHECKING:
-    from .meeting import Meeting
-
-__all__ = ["Callback", "Store", "Stores", "Subscription", "Write"]
+__all__ = ["Callback", "Session", "Store", "Stores", "Subscription", "Write"]
 
 log = logging.getLogger("crdt_stores")
 
 Callback = Callable[[str, StoreValue], Awaitable[None] | None]
 """``callback(key, value)``; ``value`` is ``None`` after a delete. May be ``async``."""
+
+
+class Session(Protocol):
+    """What stores need from the meeting that drives them (its ``driver.Driver``):
+    the one way a write reaches the sync engine and the replica."""
+
+    def write(self, store: str, operation: str, args: tuple[Any, ...], emit: bool) -> None:
+        """Apply a local write (``protocol.WRITE_OPERATIONS``) and queue it for every peer."""
+
+    def create_store(self, name: str) -> None:
+        """Create store ``name`` (announced to every peer); ``Stores.attach`` follows."""
+
+    def call(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run a user callback (errors logged, coroutines scheduled)."""
+
+    def backpressure(self) -> Awaitable[None]:
+        """Wait while this peer's send queues are over their limit."""
 
 
 class Write:
@@ -31,13 +45,13 @@ class Write:
     they drain. It is not a coroutine: not awaiting it warns about nothing.
     """
 
-    __slots__ = ("_meeting",)
+    __slots__ = ("_session",)
 
-    def __init__(self, meeting: Meeting) -> None:
-        self._meeting = meeting
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
     def __await__(self) -> Generator[Any, None, None]:
-        return self._meeting._backpressure().__await__()
+        return self._session.backpressure().__await__()
 
     def __repr__(self) -> str:
         return "<Write (applied; await for flow control)>"
@@ -85,12 +99,10 @@ class Store:
     replica and return copies.
     """
 
-    def __init__(self, meeting: Meeting, replica: StoreReplica) -> None:
-        self._meeting = meeting
+    def __init__(self, session: Session, replica: StoreReplica) -> None:
+        self._session = session
         self._replica = replica
         self._subscribers: dict[str, list[Callback]] = {}
-        self._emit = False
-        replica.on_change = self._on_change
 
     @property
     def name(self) -> str:
@@ -103,38 +115,32 @@ class Store:
 
     def set(self, key: str, value: StoreValue, *, emit: bool = False) -> Write:
         """Overwrite ``key`` with ``value``."""
-        return self._write(emit, self._replica.set, key, value)
+        return self._write(emit, "set", key, value)
 
     def update(self, key: str, value: StoreValue, *, emit: bool = False) -> Write:
         """Merge a dict into a dict value (top-level fields), append a list to a list;
         anything else, or a missing key, is the same as ``set``."""
-        return self._write(emit, self._replica.update, key, value)
+        return self._write(emit, "update", key, value)
 
     def delete(self, key: str, *, emit: bool = False) -> Write:
         """Remove ``key`` (a no-op when it is missing)."""
-        return self._write(emit, self._replica.delete, key)
+        return self._write(emit, "delete", key)
 
     def bulk_set(self, mapping: Mapping[str, StoreValue], *, emit: bool = False) -> Write:
         """Set several keys in one atomic change."""
-        return self._write(emit, self._replica.bulk_set, mapping)
+        return self._write(emit, "bulk_set", mapping)
 
     def bulk_delete(self, keys: Iterable[str], *, emit: bool = False) -> Write:
         """Delete several keys in one atomic change."""
-        return self._write(emit, self._replica.bulk_delete, keys)
+        return self._write(emit, "bulk_delete", keys)
 
     def clear(self, *, emit: bool = False) -> Write:
         """Delete every key in one atomic change."""
-        return self._write(emit, self._replica.clear)
+        return self._write(emit, "clear")
 
-    def _write(self, emit: bool, operation: Callable[..., None], *args: Any) -> Write:
-        self._meeting._check_writable()
-        self._emit = emit
-        try:
-            operation(*args)  # validates first: a bad input raises and changes nothing
-        finally:
-            self._emit = False
-        self._meeting._committed(self.name)
-        return Write(self._meeting)
+    def _write(self, emit: bool, operation: str, *args: Any) -> Write:
+        self._session.write(self.name, operation, args, emit)
+        return Write(self._session)
 
     # -- reads --------------------------------------------------------------------
 
@@ -189,21 +195,22 @@ class Store:
             if not callbacks:
                 del self._subscribers[key]
 
-    def _on_change(self, changes: dict[str, Any], local: bool) -> None:
-        if (local and not self._emit) or not self._subscribers:
+    def deliver(self, changes: dict[str, Any]) -> None:
+        """Call the subscribers of the changed keys (the driver, after an engine call)."""
+        if not self._subscribers:
             return
         wildcard = self._subscribers.get(WILDCARD, ())
         for key, value in changes.items():
             callbacks = [*self._subscribers.get(key, ()), *wildcard]
             for callback in callbacks:
-                self._meeting._call(callback, key, None if value is MISSING else copy_value(value))
+                self._session.call(callback, key, None if value is MISSING else copy_value(value))
 
 
 class Stores:
     """``meeting.stores``: every store of the meeting, by name."""
 
-    def __init__(self, meeting: Meeting) -> None:
-        self._meeting = meeting
+    def __init__(self, session: Session) -> None:
+        self._session = session
         self._stores: dict[str, Store] = {}
 
     def create(self, name: str) -> Store:
@@ -211,8 +218,7 @@ class Stores:
         store = self._stores.get(plain_key(name))
         if store is None:
             name = check_key(name, "store name")
-            self._meeting._engine_or_raise().create_store(name)
-            self._meeting._schedule_flush()
+            self._session.create_store(name)
             store = self._stores[name]
         return store
 
@@ -234,5 +240,13 @@ class Stores:
     def __repr__(self) -> str:
         return f"<Stores {list(self._stores)}>"
 
-    def _added(self, replica: StoreReplica) -> None:
-        self._stores[replica.name] = Store(self._meeting, replica)
+    def attach(self, replica: StoreReplica) -> None:
+        """A store now exists in the engine: give it its ``Store`` (the driver calls this)."""
+        if replica.name not in self._stores:
+            self._stores[replica.name] = Store(self._session, replica)
+
+    def deliver(self, name: str, changes: dict[str, Any]) -> None:
+        """Values of store ``name`` changed: call its subscribers (the driver calls this)."""
+        store = self._stores.get(name)
+        if store is not None:
+            store.deliver(changes)

@@ -17,7 +17,6 @@ FAST = {
     "dead_after": 3.0,
     "sync_interval": 0.05,
     "ack_delay": 0.01,
-    "tick_interval": 0.01,
 }
 
 

@@ -20,6 +20,7 @@ from pycrdt import Doc, merge_updates
 
 from crdt_stores import Meeting
 from crdt_stores.entries import LAMPORT_MAX
+from crdt_stores.link import Phase
 from crdt_stores.memory import MemoryNetwork
 from crdt_stores.protocol import SyncConfig, SyncEngine
 from crdt_stores.replica import StoreReplica, UpdateError
@@ -239,7 +240,7 @@ def test_row6_reported_clients_we_do_not_know_are_not_kept() -> None:
     for frame in attacks.chunked(plain, 9):
         engine.receive("m", frame, 0.0)
     started = time.perf_counter()
-    engine._links["m"].synced_once = True
+    engine._links["m"].phase = Phase.LIVE  # as if its SYNC had come
     assert not engine.is_synced()
     assert len(engine._links["m"].remote_states["s"]) <= 65  # ours, and 64 it does not know
     assert time.perf_counter() - started < 0.5
@@ -355,21 +356,20 @@ def test_row10_an_apply_that_fails_leaves_the_replica_rebuilt_from_its_document(
     writer.bulk_set({"a": 1, "b": {"x": 1}})
     victim_replica = StoreReplica("s", client_id=12)
     victim_replica.apply(writer.diff())
-    seen: list[dict[str, object]] = []
-    victim_replica.on_change = lambda changes, local: seen.append(dict(changes))
+    victim_replica.track_changes = True
     writer.set("a", 2)
     writer.update("b", {"y": 2})
     writer.delete("gone")
     deltas = writer.take_outbox()
-    victim_replica._ydoc = _PanicsAfterApplying(victim_replica._ydoc, panic_class())
+    victim_replica._y = _PanicsAfterApplying(victim_replica._y, panic_class())
     with pytest.raises(UpdateError, match="injected"):
         victim_replica.apply(merge_updates(*deltas))
-    victim_replica._ydoc = victim_replica._ydoc._doc
+    victim_replica._y = victim_replica._y._doc
     fresh = StoreReplica("s", client_id=13)
     fresh.apply(victim_replica.diff())
     assert dict(victim_replica.items()) == dict(fresh.items())  # consistent with its document
     assert victim_replica.entry_count == fresh.entry_count
-    assert seen  # subscribers heard what the partial apply changed
+    assert victim_replica.take_changes()  # subscribers hear what the partial apply changed
     for delta in deltas:  # and it carries on normally
         victim_replica.apply(delta)
     assert dict(victim_replica.items()) == dict(writer.items())

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map
 
 from crdt_stores import _statevector, wire
+from crdt_stores.events import LinkDead, StoreAdded, StoreChanged
 from crdt_stores.protocol import SyncConfig, SyncEngine
 from crdt_stores.replica import StoreReplica
 
@@ -85,10 +86,16 @@ def test_chunks_reassemble_in_any_order() -> None:
     assert dict(b.store("big").items()) == dict(replica.items())
 
 
+def dead_links(engine: SyncEngine, dead: list[str]) -> list[str]:
+    """``dead`` extended with the links the engine reported dead since the last look."""
+    dead.extend(e.peer for e in engine.take_events() if isinstance(e, LinkDead))
+    return dead
+
+
 def test_heartbeat_and_dead_link() -> None:
     dead: list[str] = []
     config = SyncConfig(heartbeat_interval=1.0, dead_after=3.0)
-    a = SyncEngine("a", config, on_link_dead=dead.append)
+    a = SyncEngine("a", config)
     a.link_up("b", 0.0)
     a.receive("b", wire.encode(wire.SYNC, {}, False), 0.0)
     a.data_to_send(0.0)
@@ -97,9 +104,9 @@ def test_heartbeat_and_dead_link() -> None:
     assert kinds == [wire.HEARTBEAT]
     a.receive("b", wire.encode(wire.HEARTBEAT), 2.0)
     a.tick(4.0)
-    assert dead == []
+    assert dead_links(a, dead) == []
     a.tick(5.5)
-    assert dead == ["b"] and a.peers == []
+    assert dead_links(a, dead) == ["b"] and a.peers == []
 
 
 def test_no_repair_while_the_transport_still_holds_data_for_the_peer() -> None:
@@ -130,18 +137,84 @@ def test_a_peer_heard_below_the_frames_is_not_dead() -> None:
     the transport's signs of life keep the link; silence of both ends it."""
     dead: list[str] = []
     config = SyncConfig(heartbeat_interval=1.0, dead_after=3.0)
-    a = SyncEngine("a", config, on_link_dead=dead.append)
+    a = SyncEngine("a", config)
     a.link_up("b", 0.0)
     a.receive("b", wire.encode(wire.SYNC, {}, False), 0.0)  # the last frame for a while
     for second in range(1, 20):
         a.heard("b", second - 0.5)
         a.tick(float(second))
-    assert dead == [] and a.peers == ["b"]
+    assert dead_links(a, dead) == [] and a.peers == ["b"]
     a.heard("b", 1.0)  # an older sign of life changes nothing
     a.tick(22.0)
-    assert dead == ["b"] and a.peers == []
+    assert dead_links(a, dead) == ["b"] and a.peers == []
     a.heard("b", 23.0)  # no link: nothing to keep alive, nothing raised
     assert a.peers == []
+
+
+def test_engine_reports_what_happened_as_events_in_order() -> None:
+    """Results leave the core as typed events (never callbacks into user code)."""
+    a, b = linked_pair()
+    a.create_store("s")
+    a.write("s", "set", "k", 1)
+    a.write("s", "bulk_set", {"x": [1], "y": {"z": None}})
+    assert a.take_events() == [
+        StoreAdded("s"),
+        StoreChanged("s", {"k": 1}, True),
+        StoreChanged("s", {"x": [1], "y": {"z": None}}, True),
+    ]
+    assert a.take_events() == []
+    pump({"a": a, "b": b})
+    events = b.take_events()
+    assert events[0] == StoreAdded("s")
+    changed = [e for e in events[1:] if isinstance(e, StoreChanged)]
+    assert changed and all(not e.local and e.name == "s" for e in changed)
+    merged: dict[str, object] = {}
+    for event in changed:
+        merged.update(event.changes)
+    assert merged == {"k": 1, "x": [1], "y": {"z": None}}
+    with pytest.raises(ValueError, match="unknown write operation"):
+        a.write("s", "_append", [])
+    with pytest.raises(KeyError):
+        a.write("nope", "set", "k", 1)
+    with pytest.raises(TypeError):
+        a.write("s", "set", 5, 1)  # a bad key: raises, changes nothing, reports nothing
+    assert a.take_events() == [] and a.store("s").get("k") == 1
+
+
+def test_next_deadline_says_when_the_engine_next_needs_to_run() -> None:
+    config = SyncConfig(heartbeat_interval=1.0, dead_after=3.0, sync_interval=2.0, ack_delay=0.25)
+    a = SyncEngine("a", config)
+    assert a.next_deadline() is None  # no links: nothing to time
+    a.link_up("b", 10.0)
+    assert a.deadline_moved(None) and a.deadline_moved(12.0)
+    assert a.next_deadline() == 0.0  # the first anti-entropy check is due at once
+    a.tick(10.0)
+    a.data_to_send(10.0)
+    assert a.next_deadline() == 11.0  # the heartbeat
+    assert not a.deadline_moved(11.0)
+    a.receive("b", wire.encode(wire.SYNC, {}, False), 10.5)
+    a.data_to_send(10.5)
+    # the SYNC is answered at once; then an update arrives, whose ack may wait 0.25 s
+    b = SyncEngine("b", config)
+    b.link_up("a", 10.5)
+    b.create_store("s").set("k", 1)
+    b.commit("s")
+    frames = b.data_to_send(10.5)
+    for _, frame in frames:
+        a.receive("b", frame, 10.6)
+    assert a.deadline_moved(11.0 + 1.0)
+    assert a.next_deadline() == pytest.approx(10.85)
+    a.tick(10.85)
+    a.data_to_send(10.85)
+    assert a.next_deadline() == pytest.approx(11.85)  # heartbeat again, after the ack
+    a.tick(11.85)
+    a.data_to_send(11.85)
+    assert a.next_deadline() == pytest.approx(12.0)  # anti-entropy (sync_interval)
+    a.tick(12.0)
+    a.data_to_send(12.0)
+    assert a.next_deadline() == pytest.approx(12.85)
+    a.tick(13.6)  # nothing from b since 10.6: dead at 13.6
+    assert any(isinstance(e, LinkDead) for e in a.take_events()) and a.next_deadline() is None
 
 
 def test_state_vector_codec() -> None:
@@ -199,7 +272,7 @@ BAD_FRAMES = [
 async def test_bad_frames_are_dropped_and_counted(pair, label, frame, counter) -> None:
     alice, bob = pair
     before = dict(bob.stores["s"].get_all())
-    bob.frame("alice", frame)
+    bob._driver.frame("alice", frame)
     bob._engine.is_synced()  # state vectors are decoded (and checked) when looked at
     assert bob._engine.stats[counter] == 1
     assert bob.stores["s"].get_all() == before
@@ -213,7 +286,9 @@ async def test_bad_yjs_update_is_dropped_not_applied_in_part(pair) -> None:
     good.set("fresh", 1)
     delta = good.take_outbox()[0]
     corrupt = delta[:5] + b"\xff" * 8
-    bob.frame("alice", wire.encode(wire.UPDATE, {"s": [b"\x07garbage", corrupt, delta]}, {}))
+    bob._driver.frame(
+        "alice", wire.encode(wire.UPDATE, {"s": [b"\x07garbage", corrupt, delta]}, {})
+    )
     assert bob._engine.stats["bad_update"] >= 1
     assert bob.stores["s"].get("fresh") == 1  # the good delta of the same message applied
     await still_works(alice, bob)
@@ -228,7 +303,7 @@ async def test_oversize_chunked_message_is_dropped(net) -> None:
     await converge(alice, small)
     chunks = wire.frames(wire.encode(wire.UPDATE, {"s": [os.urandom(300_000)]}, {}), 77)
     for chunk in chunks:
-        small.frame("alice", chunk)
+        small._driver.frame("alice", chunk)
     assert small._engine.stats["oversize"] == 1
     await store.set("after", 1)
     await converge(alice, small)
@@ -265,7 +340,7 @@ async def test_entries_a_write_cannot_make_are_refused_with_their_update(pair, b
     rogue.get("writers", type=Map)["4242"] = Array([cbor2.dumps(["valid", 0, 1, 5]), bad])
     before = bob._engine.stats["bad_update"]
     for frame in wire.frames(wire.encode(wire.UPDATE, {"s": [rogue.get_update()]}, {}), 9):
-        bob.frame("alice", frame)
+        bob._driver.frame("alice", frame)
     assert bob._engine.stats["bad_update"] == before + 1
     assert bob.stores["s"].get_all() == {"k": [1]}
     assert 4242 not in bob._engine.store("s").state_vector_dict()
@@ -276,7 +351,7 @@ async def test_a_valid_update_from_a_peer_lands(pair) -> None:
     alice, bob = pair
     rogue = Doc(client_id=4242)
     rogue.get("writers", type=Map)["4242"] = Array([cbor2.dumps(["valid", 0, {"a": 1}, 5])])
-    bob.frame("alice", wire.encode(wire.UPDATE, {"s": [rogue.get_update()]}, {}))
+    bob._driver.frame("alice", wire.encode(wire.UPDATE, {"s": [rogue.get_update()]}, {}))
     assert bob.stores["s"].get_all() == {"k": [1], "valid": {"a": 1}}
     await converge(alice, bob)
     assert alice.stores["s"].get_all() == bob.stores["s"].get_all()
@@ -284,7 +359,7 @@ async def test_a_valid_update_from_a_peer_lands(pair) -> None:
 
 async def test_bad_store_name_from_a_peer_is_refused(pair) -> None:
     _, bob = pair
-    bob.frame("alice", wire.encode(wire.ACK, {"x" * 5000: b"\x00"}))
+    bob._driver.frame("alice", wire.encode(wire.ACK, {"x" * 5000: b"\x00"}))
     assert bob._engine.stats["bad_store_name"] == 1
     assert sorted(bob.stores) == ["s"]
 

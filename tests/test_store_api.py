@@ -183,9 +183,9 @@ async def test_each_write_is_one_delta(pair) -> None:
     engine = alice._engine
     before = engine.stats["frames_out"]
     await store.bulk_set({f"k{i}": i for i in range(50)})
-    assert list(map(len, engine._local_out.values())) == [1]
+    assert list(map(len, engine._outbox._local.values())) == [1]
     await store.clear()
-    assert list(map(len, engine._local_out.values())) == [2]
+    assert list(map(len, engine._outbox._local.values())) == [2]
     await converge(alice, bob)
     assert engine.stats["frames_out"] > before
     assert bob.stores["s"].get_all() == {}

@@ -192,7 +192,7 @@ async def test_handler_exception_does_not_close_the_connection(server, monkeypat
     a = await join(server.url, "a")
     b = await join(server.url, "b")
     try:
-        original = b.frame
+        original = b._driver.frame
         calls = {"n": 0}
 
         def flaky(peer: str, data: bytes) -> None:
@@ -201,7 +201,7 @@ async def test_handler_exception_does_not_close_the_connection(server, monkeypat
                 raise RuntimeError("handler bug")
             original(peer, data)
 
-        monkeypatch.setattr(b, "frame", flaky)
+        monkeypatch.setattr(b._driver, "frame", flaky)
         await a.stores.create("s").set("k", 1)  # the first frame hits the bug
         await a.stores["s"].set("k", 2)
         await converge(a, b)  # anti-entropy repairs what the failed frame carried
@@ -267,7 +267,7 @@ async def test_leave_while_joining_sticks(server) -> None:
         await asyncio.sleep(0)
         await b.leave()
         await asyncio.wait_for(joining, 10)
-        assert not b.joined and b._ticker is None
+        assert not b.joined and b._driver._timer is None
         with pytest.raises(RuntimeError):
             b.stores.create("s").set("k", 1)
         await wait_until(lambda: "b" not in a.peers, 10, "b gone from a's links")

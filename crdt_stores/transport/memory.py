@@ -80,7 +80,7 @@ class MemoryNetwork:
         if peer_id in self._rooms.get(room, {}):
             raise ValueError(f"peer id {peer_id!r} is already in room {room!r}")
         transport = MemoryTransport(self, room, peer_id)
-        return await Meeting._join_with(transport, room, **{**self._options, **options})
+        return await Meeting.join(None, room, transport=transport, **{**self._options, **options})
 
     def peers(self, room: str) -> list[str]:
         return list(self._rooms.get(room, {}))

@@ -1,0 +1,169 @@
+"""pycrdt's private API, confined to this adapter: the Rust objects under ``Doc`` and
+``Map`` (their Python wrappers cost more than the CRDT work on a replica's hot paths)
+and the raw shapes of their events. A replica reaches Yrs only through ``YDoc``.
+
+What it relies on is pinned by tests/test_pycrdt_adapter.py, which fails loudly on a
+pycrdt release that changes it (pycrdt is also pinned below 0.15):
+
+* ``Doc._doc``: ``create_transaction()``, ``apply_update(txn, bytes)``,
+  ``get_state(txn)``, ``observe(callback)`` (events with ``.update``);
+* ``Map.integrated``: ``insert_array_prelim(txn, key)``, ``keys(txn)``, ``get(txn, key)``,
+  ``observe_deep(callback)`` (events with ``.path``, ``.keys`` for the map itself);
+* ``pycrdt._pycrdt.Array``: ``insert(txn, index, value)``, ``remove_range(txn, start,
+  length)``, ``get(txn, index)``, ``len(txn)``; ``ArrayEvent.delta``: a list of
+  ``{"retain": n}``, ``{"delete": n}``, ``{"insert": [values]}``;
+* a transaction's ``commit()`` and ``drop()``; panics derive from ``BaseException``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from pycrdt import Doc, Map
+from pycrdt._pycrdt import Array as _RawArray
+from pycrdt._pycrdt import ArrayEvent as _RawArrayEvent
+
+__all__ = ["ArrayDelta", "YArray", "YDoc", "YTransaction", "weakly"]
+
+YArray = Any
+"""A writer's array (pycrdt's Rust ``Array``): a handle only ``YDoc`` operates on."""
+YTransaction = Any
+"""An open Yrs transaction (Rust), from ``YDoc.begin``, closed by ``YDoc.end``."""
+ArrayDelta = list[dict[str, Any]]
+"""A change of one array: ``{"retain": n}``, ``{"delete": n}``, ``{"insert": [values]}``."""
+
+OnTransaction = Callable[[bytes | None], None]
+OnArray = Callable[[str, ArrayDelta], None]
+OnWriters = Callable[[dict[str, dict[str, Any]]], None]
+
+_EMPTY_UPDATE = b"\x00\x00"
+
+
+class YDoc:
+    """One Yrs document whose root map ``"writers"`` holds one array per writer.
+
+    Observers, run when a transaction that changed something commits: for a remote
+    one, ``on_array(writer, delta)`` for each changed writer array and
+    ``on_writers(keys)`` for changes of the map itself (pycrdt's ``{key: {"action",
+    "newValue"...}}``); then, for every one, ``on_transaction`` with its Yjs update if
+    it was local (``local`` set while it ran), else None. Pass them through ``weakly``.
+    """
+
+    __slots__ = ("__weakref__", "_doc", "_raw", "_subscriptions", "_writers", "client_id", "local")
+
+    def __init__(
+        self,
+        client_id: int | None,
+        on_transaction: OnTransaction,
+        on_array: OnArray,
+        on_writers: OnWriters,
+    ) -> None:
+        self._doc: Any = Doc(client_id=client_id)
+        self._raw = self._doc._doc
+        self._writers = self._doc.get("writers", type=Map).integrated
+        self.client_id: int = self._doc.client_id
+        self.local = False  # the running transaction is a local write: report its update
+
+        this = weakref.ref(self)
+
+        def transaction(event: Any) -> None:
+            doc = this()
+            if doc is None:
+                return
+            update = event.update if doc.local else None
+            on_transaction(update if update and update != _EMPTY_UPDATE else None)
+
+        def deep(events: list[Any]) -> None:
+            doc = this()
+            if doc is None or doc.local:
+                return  # local transactions integrate what they did themselves
+            for event in events:
+                path = event.path
+                if type(event) is _RawArrayEvent:
+                    if len(path) == 1:
+                        on_array(str(path[0]), event.delta)  # type: ignore[attr-defined]
+                elif not path:  # the writers map itself
+                    on_writers(event.keys)
+
+        # Dropping a subscription unsubscribes it: they live as long as the document.
+        self._subscriptions = (
+            self._raw.observe(transaction),
+            self._writers.observe_deep(deep),
+        )
+
+    # -- transactions ---------------------------------------------------------------
+
+    def begin(self) -> YTransaction:
+        return self._raw.create_transaction()
+
+    @staticmethod
+    def end(txn: YTransaction) -> None:
+        """Commit (observers run now) and release the transaction, even if commit raises."""
+        try:
+            txn.commit()
+        finally:
+            txn.drop()
+
+    # -- the document ---------------------------------------------------------------
+
+    def state_vector(self) -> bytes:
+        txn = self.begin()
+        try:
+            return bytes(self._raw.get_state(txn))
+        finally:
+            self.end(txn)
+
+    def apply_update(self, txn: YTransaction, update: bytes) -> None:
+        """Integrate a checked remote update (may raise, even a pyo3 panic: BaseException)."""
+        self._raw.apply_update(txn, update)
+
+    def update(self, state_vector: bytes | None = None) -> bytes:
+        """Everything a peer at ``state_vector`` lacks (all of it if None)."""
+        return self._doc.get_update(state_vector)
+
+    # -- writer arrays --------------------------------------------------------------
+
+    def new_array(self, txn: YTransaction, writer: str) -> YArray:
+        return self._writers.insert_array_prelim(txn, writer)
+
+    def arrays(self, txn: YTransaction) -> dict[str, YArray]:
+        """Every array in the writers map, by key (other values are left out)."""
+        out: dict[str, YArray] = {}
+        for key in self._writers.keys(txn):
+            value = self._writers.get(txn, key)
+            if type(value) is _RawArray:
+                out[key] = value
+        return out
+
+    @staticmethod
+    def is_array(value: object) -> bool:
+        return type(value) is _RawArray
+
+    @staticmethod
+    def insert(txn: YTransaction, array: YArray, index: int, value: bytes) -> None:
+        array.insert(txn, index, value)
+
+    @staticmethod
+    def remove(txn: YTransaction, array: YArray, start: int, length: int) -> None:
+        array.remove_range(txn, start, length)
+
+    @staticmethod
+    def items(txn: YTransaction, array: YArray) -> list[Any]:
+        """An array's items (byte strings come back as ``bytearray``)."""
+        return [array.get(txn, i) for i in range(array.len(txn))]
+
+
+def weakly(method: Callable[..., None]) -> Callable[..., None]:
+    """``method`` as a callback that does not keep its object alive (a cycle through
+    pycrdt's Rust objects is invisible to Python's garbage collector)."""
+    ref = weakref.ref(method.__self__)  # type: ignore[attr-defined]
+    function = method.__func__  # type: ignore[attr-defined]
+
+    def call(*args: Any) -> None:
+        target = ref()
+        if target is not None:
+            function(target, *args)
+
+    return call
