@@ -203,8 +203,8 @@ def _check_text(text: str) -> None:
 def is_valid(value: object, _depth: int = 0) -> bool:
     """True when a decoded value (from a peer) is a store value; nothing is copied."""
     kind = type(value)
-    if kind is dict and flat_and_plain(value):  # type: ignore[arg-type]
-        return True
+    if kind is dict and _depth < MAX_DEPTH and flat_and_plain(value):  # type: ignore[arg-type]
+        return True  # (a map of scalars inside as many containers as a local write allows)
     if value is None or kind is bool or kind is str:
         return True
     if kind is int:

@@ -1,0 +1,1 @@
+"""Shared test vectors of PROTOCOL.md (see README.md in this directory)."""
