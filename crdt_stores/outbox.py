@@ -18,7 +18,9 @@ from pycrdt import merge_updates
 from . import updates, wire
 from .config import SV_ENTRIES_PER_ITEM, SyncConfig
 from .link import Link, Outgoing, Phase
+from .messages import Ack, Diff, Heartbeat, Hello, Links, Sync, Update
 from .replica import StoreReplica
+from .wire import encode_message
 
 __all__ = ["Outbox"]
 
@@ -90,10 +92,10 @@ class Outbox:
             [peer for peer in links if peer != link.peer] if out.hello or out.announce_links else []
         )
         if out.hello:
-            messages.append(wire.encode(wire.HELLO, peer_id, others))
+            messages.append(encode_message(Hello(peer_id, others)))
             out.hello = out.announce_links = False
         if out.announce_links:
-            messages.append(wire.encode(wire.LINKS, others))
+            messages.append(encode_message(Links(others)))
             out.announce_links = False
         if out.sync:
             messages.extend(self._sync_messages(link.phase is Phase.HANDSHAKE))
@@ -106,9 +108,7 @@ class Outbox:
         if out.diffs:
             diffs, out.diffs = out.diffs, {}
             for part in self._diff_messages(diffs):
-                messages.append(
-                    wire.encode(wire.DIFF, part, self._states(part), self._digests(part))
-                )
+                messages.append(encode_message(Diff(part, self._states(part), self._digests(part))))
             states_for.difference_update(diffs)
         frames: list[bytes] = []
         if out.updates:
@@ -117,12 +117,12 @@ class Outbox:
         if states_for:
             for names in self._state_groups(states_for):
                 messages.append(
-                    wire.encode(wire.ACK, self._states(names), out.want_ack, self._digests(names))
+                    encode_message(Ack(self._states(names), out.want_ack, self._digests(names)))
                 )
             out.want_ack = False
         out.states_now = set()
         if out.heartbeat and not messages and not frames:
-            messages.append(wire.encode(wire.HEARTBEAT))
+            messages.append(encode_message(Heartbeat()))
         out.heartbeat = False
         for message in messages:
             frames.extend(self._frames(message))
@@ -132,8 +132,8 @@ class Outbox:
         """Our SYNC: every store's state vector, in parts (``more`` on all but the last)."""
         groups = list(self._state_groups(self._stores)) or [[]]
         return [
-            wire.encode(
-                wire.SYNC, self._states(names), first, i + 1 < len(groups), self._digests(names)
+            encode_message(
+                Sync(self._states(names), first, i + 1 < len(groups), self._digests(names))
             )
             for i, names in enumerate(groups)
         ]
@@ -153,7 +153,7 @@ class Outbox:
             )
             shared = self._shared.get(key)
             if shared is None:
-                message = wire.encode(wire.UPDATE, group, self._states(attached), want)
+                message = encode_message(Update(group, self._states(attached), want))
                 shared = self._shared[key] = self._frames(message)
             frames.extend(shared)
             states_for.difference_update(attached)

@@ -45,6 +45,19 @@ from .budget import Budget
 from .config import SV_ENTRIES_PER_ITEM, VIOLATIONS, SyncConfig
 from .events import EngineEvent, LinkDead, PeerMisbehaved, StoreAdded, StoreChanged
 from .link import Link, Phase
+from .messages import (
+    Ack,
+    Chunk,
+    Compressed,
+    Diff,
+    Heartbeat,
+    Hello,
+    Links,
+    Message,
+    ProtocolError,
+    Sync,
+    Update,
+)
 from .outbox import Outbox
 from .repair import anti_entropy, link_agrees
 from .replica import StoreReplica, UpdateError
@@ -254,22 +267,10 @@ class SyncEngine:
         self.stats["frames_in"] += 1
         self.stats["bytes_in"] += len(frame)
         try:
-            message = wire.decode_frame(frame, self.config.max_frame_bytes)
-            limit = self.config.max_message_bytes
-            if message.kind == wire.CHUNK:
-                assert message.chunk is not None
-                whole = link.reassembler.add(*message.chunk)
-                if whole is None:
-                    return
-                message = wire.decode_frame(whole, limit)
-                if message.kind == wire.CHUNK:
-                    raise wire.ProtocolError("malformed", "chunk inside a chunk")
-            if message.kind == wire.COMPRESSED:
-                message = wire.decode_frame(wire.inflate(message.packed, limit), limit)
-                if message.kind in (wire.CHUNK, wire.COMPRESSED):
-                    raise wire.ProtocolError("malformed", "nested envelope in a compressed message")
-            self._handle(link, message)
-        except wire.ProtocolError as exc:
+            message = self._unwrap(link, frame)
+            if message is not None:
+                self._handle(link, message)
+        except ProtocolError as exc:
             log.debug("dropped frame from %s: %s", peer, exc)
             self._violation(link, exc.reason)
         except (KeyboardInterrupt, SystemExit):
@@ -278,58 +279,79 @@ class SyncEngine:
             self.stats["handler_error"] += 1
             log.exception("error handling a frame from %s", peer)
 
-    def _handle(self, link: Link, message: wire.Message) -> None:
+    def _unwrap(self, link: Link, frame: bytes) -> Message | None:
+        """The message a frame completes (through CHUNK and COMPRESSED), if any."""
+        limit = self.config.max_message_bytes
+        message = wire.decode_frame(frame, self.config.max_frame_bytes)
+        if type(message) is Chunk:
+            whole = link.reassembler.add(
+                message.message_id, message.index, message.count, message.data
+            )
+            if whole is None:
+                return None
+            message = wire.decode_frame(whole, limit)
+            if type(message) is Chunk:
+                raise ProtocolError("malformed", "chunk inside a chunk")
+        if type(message) is Compressed:
+            message = wire.decode_frame(wire.inflate(message.packed, limit), limit)
+            if type(message) in (Chunk, Compressed):
+                raise ProtocolError("malformed", "nested envelope in a compressed message")
+        return message
+
+    def _handle(self, link: Link, message: Message) -> None:
         kind = message.kind
         if kind in wire.KIND_NAMES:  # counters never grow with what a peer invents
             self.stats[f"in:{wire.KIND_NAMES[kind]}"] += 1
-        items = self._check_items(message)
-        if kind == wire.HELLO or kind == wire.LINKS:
-            link.remote_links = set(message.links or ())
-        elif kind == wire.SYNC:
-            self._handle_sync(link, message)
-        elif kind == wire.ACK:
-            self._learn_states(link, message.states or {}, message.digests)
-            if message.want_ack:
-                link.out.states_now.update(self._stores)
-        elif kind == wire.DIFF:
-            assert message.diffs is not None
-            self._apply(link, {name: [diff] for name, diff in message.diffs.items()}, items)
-            self._learn_states(link, message.states or {}, message.digests)
-            # Always answer a diff, even a useless one: the sender is waiting on our
-            # state, and a lost ack would otherwise make it resend forever.
-            link.out.states_now.update(name for name in message.diffs if name in self._stores)
-        elif kind == wire.UPDATE:
-            assert message.updates is not None
-            self._apply(link, message.updates, items)
-            self._learn_states(link, message.states or {}, message.digests)
-            if message.want_ack:
-                link.out.states_now.update(name for name in message.updates if name in self._stores)
-        elif kind == wire.HEARTBEAT:
-            pass
-        else:
-            self.stats["unknown_kind"] += 1
+        match message:
+            case Hello(links=links) | Links(links=links):
+                link.remote_links = set(links)
+            case Sync():
+                self._check_items(message.states)
+                self._handle_sync(link, message)
+            case Ack():
+                self._check_items(message.states)
+                self._learn_states(link, message.states, message.digests)
+                if message.want_ack:
+                    link.out.states_now.update(self._stores)
+            case Diff():
+                items = self._check_items(message.states)
+                self._apply(link, {name: [diff] for name, diff in message.diffs.items()}, items)
+                self._learn_states(link, message.states, message.digests)
+                # Always answer a diff, even a useless one: the sender is waiting on our
+                # state, and a lost ack would otherwise make it resend forever.
+                link.out.states_now.update(name for name in message.diffs if name in self._stores)
+            case Update():
+                items = self._check_items(message.states)
+                self._apply(link, message.updates, items)
+                self._learn_states(link, message.states, None)  # (UPDATEs carry no digests)
+                if message.want_ack:
+                    link.out.states_now.update(n for n in message.updates if n in self._stores)
+            case Heartbeat():
+                pass
+            case _:
+                self.stats["unknown_kind"] += 1
 
-    def _check_items(self, message: wire.Message) -> int:
+    def _check_items(self, states: dict[str, bytes]) -> int:
         """Items of the state vectors a message carries; refused past ``max_message_items``.
 
         (Its updates are counted as they are read, against what is left.)
         """
         entries = 0
-        for encoded in (message.states or {}).values():
+        for encoded in states.values():
             try:
                 entries += sv.count(encoded)
             except ValueError:
-                raise wire.ProtocolError("malformed_state", "malformed state vector") from None
+                raise ProtocolError("malformed_state", "malformed state vector") from None
         items = entries // SV_ENTRIES_PER_ITEM
         if items > self.config.max_message_items:
-            raise wire.ProtocolError("too_many_items", "state vectors too large")
+            raise ProtocolError("too_many_items", "state vectors too large")
         return items
 
-    def _handle_sync(self, link: Link, message: wire.Message) -> None:
+    def _handle_sync(self, link: Link, message: Sync) -> None:
         """A SYNC (or one part of it): send the diffs of what the peer lacks."""
         if message.want_sync:
             link.out.sync = True
-        states_in = message.states or {}
+        states_in = message.states
         self._learn_states(link, states_in, message.digests)
         named = set(states_in)
         if message.more:  # more parts follow: stores not named yet may come in them

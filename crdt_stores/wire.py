@@ -1,20 +1,35 @@
 """Peer-to-peer wire format: versioned CBOR messages, split into frames of at most 64 KiB.
 
-Every message is a CBOR array ``[version, kind, ...body]``. Decoding checks the
-shape of each known kind and raises ``ProtocolError`` for anything malformed, so
-the sync engine only ever sees well-formed messages.
+Every message is a CBOR array ``[version, kind, ...body]`` (one typed class per kind:
+``messages``). Decoding a frame checks its size, its CBOR and its version, then the
+shape of its kind, and raises ``ProtocolError`` for anything malformed, so the sync
+engine only ever sees well-formed messages.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import cbor2
 
 from .budget import Budget
+from .messages import (
+    ACK,
+    CHUNK,
+    COMPRESSED,
+    DIFF,
+    HEARTBEAT,
+    HELLO,
+    KIND_NAMES,
+    LINKS,
+    SYNC,
+    UPDATE,
+    Message,
+    ProtocolError,
+    parse,
+)
 from .values import decode
 
 __all__ = [
@@ -38,6 +53,7 @@ __all__ = [
     "Reassembler",
     "decode_frame",
     "encode",
+    "encode_message",
     "frames",
     "inflate",
 ]
@@ -45,22 +61,6 @@ __all__ = [
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 64 * 1024
 """Largest frame on a data channel; bigger messages are chunked."""
-
-HELLO = 0  # [v, 0, peer_id, [linked peer ids]]
-SYNC = 1  # [v, 1, {store: sv}, want_sync, more, {store: digest}]  "this is what I hold;
-#   send what I lack" (and your SYNC); ``more``: further SYNC parts follow
-DIFF = 2  # [v, 2, {store: update}, {store: sv}, {store: digest}]  reply to SYNC, repair, relay
-UPDATE = 3  # [v, 3, {store: [delta, ...]}, {store: sv}, want_ack]  live deltas of one tick
-ACK = 4  # [v, 4, {store: sv}, want_ack, {store: digest}]  "this is what I hold now" (and
-#   "tell me yours"). A digest summarizes a store's deletions, which state vectors do not
-#   cover: peers with equal state vectors and different digests repair with a diff.
-#   (UPDATEs carry no digests: a state vector reported without one makes the last
-#   digest of that store unknown until the next ACK.)
-#   (Trailing fields may be missing: they default to false and empty.)
-HEARTBEAT = 5  # [v, 5]
-LINKS = 6  # [v, 6, [linked peer ids]]
-CHUNK = 7  # [v, 7, message id, index, count, bytes]
-COMPRESSED = 8  # [v, 8, zlib bytes of a whole message]
 
 COMPRESS_MIN_BYTES = 256
 """Messages at least this big are sent zlib-compressed when that makes them smaller:
@@ -77,49 +77,18 @@ MAX_MESSAGE_ITEMS = 16_384
 travels inside byte strings); CBOR's smallest items (one byte each) would otherwise
 let a 4 MiB message become 4 million Python objects."""
 
-KIND_NAMES = {
-    0: "hello",
-    1: "sync",
-    2: "diff",
-    3: "update",
-    4: "ack",
-    5: "heartbeat",
-    6: "links",
-    7: "chunk",
-    8: "compressed",
-}
-
 KINDS = frozenset((HELLO, SYNC, DIFF, UPDATE, ACK, HEARTBEAT, LINKS, CHUNK, COMPRESSED))
 
 _CHUNK_OVERHEAD = 40  # CBOR array header and integers around a chunk's bytes
 
 
-class ProtocolError(ValueError):
-    """A frame that does not decode to a well-formed message of this protocol."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason  # counter name: malformed, unsupported_version, oversize...
-
-
-@dataclass(slots=True)
-class Message:
-    kind: int
-    peer: str = ""
-    links: list[str] | None = None
-    states: dict[str, bytes] | None = None
-    diffs: dict[str, bytes] | None = None
-    updates: dict[str, list[bytes]] | None = None
-    chunk: tuple[int, int, int, bytes] | None = None
-    want_sync: bool = False
-    want_ack: bool = False
-    more: bool = False
-    digests: dict[str, bytes] | None = None
-    packed: bytes = b""
-
-
 def encode(kind: int, *body: Any) -> bytes:
+    """A raw message ``[version, kind, *body]`` (tests build malformed ones with it)."""
     return cbor2.dumps([PROTOCOL_VERSION, kind, *body])
+
+
+def encode_message(message: Message) -> bytes:
+    return cbor2.dumps([PROTOCOL_VERSION, message.kind, *message.body()])
 
 
 def frames(message: bytes, message_id: int, max_frame: int = MAX_FRAME_BYTES) -> list[bytes]:
@@ -153,30 +122,6 @@ def _worth_compressing(message: bytes) -> bool:
     middle = len(message) // 2
     sample = message[middle : middle + _SAMPLE_BYTES]
     return len(zlib.compress(sample, 1)) < len(sample) * 0.6
-
-
-def _bytes_map(value: Any, what: str) -> dict[str, bytes]:
-    if type(value) is not dict:
-        raise ProtocolError("malformed", f"{what} must be a map")
-    for name, blob in value.items():
-        if type(name) is not str or not name or type(blob) is not bytes:
-            raise ProtocolError("malformed", f"{what} must map store names to bytes")
-    return value
-
-
-def _digests(body: list[Any], index: int) -> dict[str, bytes] | None:
-    if len(body) <= index:
-        return None
-    digests = _bytes_map(body[index], "digests")
-    if any(len(digest) > 32 for digest in digests.values()):
-        raise ProtocolError("malformed", "a digest is at most 32 bytes")
-    return digests
-
-
-def _str_list(value: Any, what: str) -> list[str]:
-    if type(value) is not list or not all(type(v) is str for v in value):
-        raise ProtocolError("malformed", f"{what} must be a list of strings")
-    return value
 
 
 def count_items(data: bytes, limit: int) -> int:
@@ -243,77 +188,7 @@ def decode_frame(
         raise ProtocolError("malformed", "a message is a CBOR array [version, kind, ...]")
     if item[0] != PROTOCOL_VERSION:
         raise ProtocolError("unsupported_version", f"protocol version {item[0]!r} is not supported")
-    kind = item[1]
-    body = item[2:]
-    try:
-        if kind == HELLO:
-            if type(body[0]) is not str:
-                raise ProtocolError("malformed", "hello needs a peer id")
-            return Message(kind, peer=body[0], links=_str_list(body[1], "links"))
-        if kind == SYNC:
-            want = body[1] if len(body) > 1 else False
-            more = body[2] if len(body) > 2 else False
-            return Message(
-                kind,
-                states=_bytes_map(body[0], "states"),
-                want_sync=want is True,
-                more=more is True,
-                digests=_digests(body, 3),
-            )
-        if kind == ACK:
-            return Message(
-                kind,
-                states=_bytes_map(body[0], "states"),
-                want_ack=len(body) > 1 and body[1] is True,
-                digests=_digests(body, 2),
-            )
-        if kind == DIFF:
-            return Message(
-                kind,
-                diffs=_bytes_map(body[0], "diffs"),
-                states=_bytes_map(body[1], "states"),
-                digests=_digests(body, 2),
-            )
-        if kind == UPDATE:
-            updates = body[0]
-            if type(updates) is not dict or not all(
-                type(name) is str
-                and name
-                and type(deltas) is list
-                and all(type(d) is bytes for d in deltas)
-                for name, deltas in updates.items()
-            ):
-                raise ProtocolError("malformed", "updates must map store names to lists of bytes")
-            return Message(
-                kind,
-                updates=updates,
-                states=_bytes_map(body[1], "states"),
-                want_ack=len(body) > 2 and body[2] is True,
-            )
-        if kind == HEARTBEAT:
-            return Message(kind)
-        if kind == LINKS:
-            return Message(kind, links=_str_list(body[0], "links"))
-        if kind == CHUNK:
-            if len(body) < 4:
-                raise ProtocolError("malformed", "chunk frame too short")
-            msg_id, index, count, data = body[:4]
-            if not (
-                type(msg_id) is int
-                and type(index) is int
-                and type(count) is int
-                and type(data) is bytes
-                and 0 <= index < count
-            ):
-                raise ProtocolError("malformed", "bad chunk header")
-            return Message(kind, chunk=(msg_id, index, count, data))
-        if kind == COMPRESSED:
-            if type(body[0]) is not bytes:
-                raise ProtocolError("malformed", "compressed message must be bytes")
-            return Message(kind, packed=body[0])
-    except IndexError:
-        raise ProtocolError("malformed", f"message of kind {kind} is too short") from None
-    return Message(kind)  # an unknown kind: the caller ignores it
+    return parse(item[1], item[2:])
 
 
 def inflate(packed: bytes, max_message: int) -> bytes:

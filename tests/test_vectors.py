@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from crdt_stores import updates, wire
 from crdt_stores.config import VIOLATIONS, SyncConfig
+from crdt_stores.messages import Chunk, Compressed
 from crdt_stores.protocol import SyncEngine
 from crdt_stores.replica import StoreReplica, UpdateError
 from crdt_stores.sealing import SealError, SignalSealer, derive_key
@@ -221,17 +222,21 @@ def unwrap(frames: list[bytes]) -> tuple[list[str], wire.Message, list[dict[str,
         whole = None
         for frame in frames:
             part = wire.decode_frame(frame)
-            assert part.kind == wire.CHUNK and part.chunk is not None and whole is None
-            msg_id, index, count, data = part.chunk
+            assert type(part) is Chunk and whole is None
             chunks.append(
-                {"message_id": msg_id, "index": index, "count": count, "bytes": len(data)}
+                {
+                    "message_id": part.message_id,
+                    "index": part.index,
+                    "count": part.count,
+                    "bytes": len(part.data),
+                }
             )
-            whole = reassembler.add(*part.chunk)
+            whole = reassembler.add(part.message_id, part.index, part.count, part.data)
         assert whole is not None, "the chunks do not make a whole message"
         message = wire.decode_frame(whole, MESSAGE_LIMIT)
     else:
         assert len(frames) == 1
-    if message.kind == wire.COMPRESSED:
+    if type(message) is Compressed:
         envelopes.append("compressed")
         data = wire.inflate(message.packed, MESSAGE_LIMIT)
         inflated = len(data)
@@ -285,11 +290,15 @@ def test_invalid_frame_vector(vector: dict[str, Any], caplog: pytest.LogCaptureF
             elif stage == "reassemble":
                 reassembler = wire.Reassembler(MESSAGE_LIMIT)
                 for frame in frames:
-                    reassembler.add(*wire.decode_frame(frame).chunk)  # type: ignore[misc]
+                    part = wire.decode_frame(frame)
+                    assert type(part) is Chunk
+                    reassembler.add(part.message_id, part.index, part.count, part.data)
             else:
                 assert stage == "inflate"
                 (frame,) = frames
-                wire.inflate(wire.decode_frame(frame).packed, MESSAGE_LIMIT)
+                packed = wire.decode_frame(frame)
+                assert type(packed) is Compressed
+                wire.inflate(packed.packed, MESSAGE_LIMIT)
         assert refused.value.reason == vector["reason"]
         assert vector["detail"] in str(refused.value)
     # A peer drops it, counts it against the link, and changes nothing.

@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from crdt_stores import updates as yupdates
 from crdt_stores import wire
+from crdt_stores.messages import Chunk, Compressed
 from crdt_stores.replica import StoreReplica
 from crdt_stores.values import same_value
 from tests.helpers import attacks
@@ -1080,7 +1081,7 @@ def frame_vectors() -> list[dict[str, Any]]:
     message = wire.encode(wire.UPDATE, {STORE: [delta]}, {}, False)
     frames = wire.frames(message, 8, max_frame=1024)
     assert len(frames) > 2
-    reassembled = b"".join(wire.decode_frame(f).chunk[3] for f in frames)  # type: ignore[index]
+    reassembled = b"".join(wire.decode_frame(f).data for f in frames)  # type: ignore[union-attr]
     assert wire.decode_frame(reassembled).kind == wire.COMPRESSED
     add(
         "chunked_compressed",
@@ -1120,8 +1121,11 @@ def invalid_frame_vectors() -> list[dict[str, Any]]:
                 for frame in frames:
                     message = wire.decode_frame(frame)
                     if stage == "reassemble":
-                        reassembler.add(*message.chunk)  # type: ignore[misc]
+                        assert type(message) is Chunk
+                        chunk = (message.message_id, message.index, message.count, message.data)
+                        reassembler.add(*chunk)
                     elif stage == "inflate":
+                        assert type(message) is Compressed
                         wire.inflate(message.packed, wire.MAX_MESSAGE_ITEMS * 256)
             except wire.ProtocolError as exc:
                 assert exc.reason == reason and detail in str(exc), (name, exc.reason, str(exc))
