@@ -326,7 +326,7 @@ async def row8(room: Room) -> dict[str, Any]:
     victim = room.victims[0]
     assert room.attacker is not None
     replica = room.attacker._engine.store("s")  # type: ignore[union-attr]
-    writers = [int(w) for w in replica._mirrors if int(w) != replica.client_id]
+    writers = [int(w) for w in replica._m.mirrors if int(w) != replica.client_id]  # type: ignore[union-attr]
     forged = attacks.foreign_append(replica.diff(), writers[0], "forged", "by mallory")
     room.send(victim, attacks.message(attacks.UPDATE, {"s": [forged]}, {}))
     await room.drain()

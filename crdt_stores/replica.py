@@ -31,7 +31,7 @@ from typing import Any, Final
 import cbor2
 
 from . import _statevector, updates
-from ._ydoc import ArrayDelta, YArray, YDoc, YTransaction, weakly
+from ._ydoc import YDoc, YTransaction, weakly
 from .budget import Budget
 from .entries import (
     APPEND,
@@ -40,22 +40,19 @@ from .entries import (
     MERGE,
     SET,
     WILDCARD,
-    EntryError,
     ParsedEntry,
     delete_payload,
     encode_entry,
-    parse_entry,
 )
 from .held import HeldParts
-from .merge import INERT as _INERT
-from .merge import MISSING, Entry, integrate
+from .merge import MISSING, Entry
 from .merge import apply_op as _apply_op
 from .merge import dead_entries as _dead
 from .merge import entry_order as _order
 from .merge import fold as _fold
-from .merge import make_entry as _entry
 from .merge import order_ties as _order_ties
-from .values import DEFAULT_MAX_VALUE_BYTES, check_key, encode, normalize, same_value
+from .mirror import Mirror, runs
+from .values import DEFAULT_MAX_VALUE_BYTES, check_key, encode, normalize
 
 __all__ = ["MISSING", "WILDCARD", "Entry", "StoreReplica", "UpdateError"]
 
@@ -75,25 +72,6 @@ Changes = tuple[dict[str, Any], bool]
 
 class UpdateError(ValueError):
     """A remote Yjs update could not be decoded or applied; nothing was changed."""
-
-
-def _writer_id(writer: str) -> int | None:
-    """The client id a writer array is keyed by; None for keys this library never writes."""
-    if writer.isascii() and writer.isdecimal() and len(writer) < 20 and str(int(writer)) == writer:
-        return int(writer)
-    return None
-
-
-def _runs(indices: list[int]) -> list[tuple[int, int]]:
-    """Sorted unique indices -> (start, length) runs, last run first."""
-    runs: list[tuple[int, int]] = []
-    for i in indices:
-        if runs and runs[-1][0] + runs[-1][1] == i:
-            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-        else:
-            runs.append((i, 1))
-    runs.reverse()
-    return runs
 
 
 class StoreReplica:
@@ -116,34 +94,24 @@ class StoreReplica:
         # values changed by transactions since ``take_changes()``, if tracked (returned,
         # not called back: the driver runs user code after the engine call returns)
         self._changes: list[Changes] = []
+        # What the replica knows of its document (mirrors, key lists, values).
+        self._m = Mirror(max_value_bytes)
         # The document, through the adapter that holds pycrdt's private API. Its
-        # observers hold the replica weakly: a cycle through pycrdt's Rust objects is
-        # invisible to Python's garbage collector, and every replica would leak.
-        self._y = YDoc(
+        # observers hold the replica and the mirror weakly: a cycle through pycrdt's Rust
+        # objects is invisible to Python's garbage collector, and every replica would leak.
+        self._y = self._m.y = YDoc(
             client_id,
             weakly(self._on_transaction),
-            weakly(self._on_array),
-            weakly(self._on_writers),
+            weakly(self._m.on_array),
+            weakly(self._m.on_writers),
         )
         self._author = self._y.client_id
         self._me = str(self._author)
-        self._arrays: dict[str, YArray] = {}  # writer -> its array
-        self._mirrors: dict[str, list[Entry]] = {}  # writer -> its array's items, in order
-        self._by_key: dict[str, list[Entry]] = {}  # each sorted by order
-        self._values: dict[str, Any] = {}  # folded value of every present key
-        self._lamport = 0
         self._outbox: list[tuple[bytes, int]] = []  # deltas, each with a bound on its items
         # Parts of remote updates that wait for a writer's earlier structs (never
         # handed to Yrs, whose own pending store is unbounded), charged to ``held``.
         self._held = HeldParts(held if held is not None else Budget(64 * 1024 * 1024), self.read)
-        # entries of the update being applied, checked before Yrs saw them
-        self._parsed: dict[bytes, ParsedEntry] = {}
-        # gathered by the observers during one transaction, used right after it
-        self._txn_update: bytes | None = None
-        self._txn_inserted: list[Entry] = []
-        self._txn_removed: list[Entry] = []
-        self._txn_new_arrays: dict[str, YArray] = {}
-        self._txn_rebuild = False
+        self._txn_update: bytes | None = None  # the delta of the local transaction just run
         self._sv: bytes | None = None
         # Kept up to date by the code that changes it (decoding it again after every
         # transaction cost more than the rest of applying a small update).
@@ -165,24 +133,24 @@ class StoreReplica:
 
     def get(self, key: str) -> Any:
         """The live value of ``key`` (not a copy: callers copy), or ``MISSING``."""
-        return self._values.get(key, MISSING)
+        return self._m.values.get(key, MISSING)
 
     def items(self) -> Iterator[tuple[str, Any]]:
-        return iter(self._values.items())
+        return iter(self._m.values.items())
 
     def keys(self) -> list[str]:
-        return list(self._values)
+        return list(self._m.values)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._values
+        return key in self._m.values
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._m.values)
 
     @property
     def entry_count(self) -> int:
         """Entries still held (live ones and not yet compacted ones)."""
-        return sum(len(mirror) for mirror in self._mirrors.values())
+        return sum(len(mirror) for mirror in self._m.mirrors.values())
 
     def state_vector(self) -> bytes:
         """Encoded Yjs state vector of this store."""
@@ -255,11 +223,11 @@ class StoreReplica:
             raise TypeError("bulk_delete takes an iterable of keys")
         wanted = {_write_key(key): None for key in keys}
         gone = delete_payload()
-        self._write([(key, DELETE, None, gone) for key in wanted if key in self._values])
+        self._write([(key, DELETE, None, gone) for key in wanted if key in self._m.values])
 
     def clear(self) -> None:
         gone = delete_payload()
-        self._write([(key, DELETE, None, gone) for key in self._values])
+        self._write([(key, DELETE, None, gone) for key in self._m.values])
 
     def _op(self, key: str, op: int, payload: Any) -> tuple[str, int, Any, bytes]:
         blob = encode(payload)
@@ -279,13 +247,13 @@ class StoreReplica:
         """
         if not ops:
             return
-        lamport = min(self._lamport + 1, LAMPORT_MAX)
+        lamport = min(self._m.lamport + 1, LAMPORT_MAX)
         order = (lamport, self._author)
         tail = cbor2.dumps(lamport)
         entries: list[Entry] = []
         blobs: list[bytes] = []
         dead: list[Entry] = []
-        by_key = self._by_key
+        by_key = self._m.by_key
         for key, op, payload, blob in ops:
             entry = Entry(key, op, payload, order)
             entries.append(entry)
@@ -300,10 +268,10 @@ class StoreReplica:
             if stop < len(blobs):
                 self._append(blobs[start:stop], entries[start:stop], None)
             else:  # the deletions go last, with the last appends (indices stay valid)
-                self._forget(self._append(blobs[start:stop], entries[start:stop], dead), dead)
-        self._lamport = lamport
+                self._m.forget(self._append(blobs[start:stop], entries[start:stop], dead), dead)
+        self._m.lamport = lamport
         # This replica knows what it changed: no need to decode its own observer events.
-        values = self._values
+        values = self._m.values
         changes: dict[str, Any] = {}
         for entry in entries:
             written = entry.key
@@ -338,13 +306,13 @@ class StoreReplica:
         txn = y.begin()
         y.local = True
         try:
-            mine = self._arrays.get(self._me)
+            mine = self._m.arrays.get(self._me)
             structs = len(blobs)
             if mine is None:  # the array comes first: it is this writer's struct 0
-                mine = self._arrays[self._me] = y.new_array(txn, self._me)
-                self._mirrors[self._me] = []
+                mine = self._m.arrays[self._me] = y.new_array(txn, self._me)
+                self._m.mirrors[self._me] = []
                 structs += 1
-            mirror = self._mirrors[self._me]
+            mirror = self._m.mirrors[self._me]
             base = len(mirror)
             for offset, blob in enumerate(blobs):
                 y.insert(txn, mine, base + offset, blob)
@@ -371,66 +339,28 @@ class StoreReplica:
         """Delete entries from their writers' arrays; returns the indices, per writer."""
         if len(entries) == 1:  # the usual overwrite
             entry = entries[0]
-            index = self._index_of(entry)
-            self._y.remove(txn, self._arrays[entry.writer], index, 1)
+            index = self._m.index_of(entry)
+            self._y.remove(txn, self._m.arrays[entry.writer], index, 1)
             return {entry.writer: [index]}
         by_writer: dict[str, list[Entry]] = {}
         for entry in entries:
             by_writer.setdefault(entry.writer, []).append(entry)
         doomed: dict[str, list[int]] = {}
         for writer, doomed_entries in by_writer.items():
-            array = self._arrays[writer]
+            array = self._m.arrays[writer]
             if len(doomed_entries) > 32:  # one pass over the mirror beats many searches
                 wanted = {id(e) for e in doomed_entries}
-                indices = [i for i, e in enumerate(self._mirrors[writer]) if id(e) in wanted]
+                indices = [i for i, e in enumerate(self._m.mirrors[writer]) if id(e) in wanted]
             else:
-                indices = sorted({self._index_of(e) for e in doomed_entries})
+                indices = sorted({self._m.index_of(e) for e in doomed_entries})
             doomed[writer] = indices
-            for start, length in _runs(indices):
+            for start, length in runs(indices):
                 self._y.remove(txn, array, start, length)
         return doomed
-
-    def _forget(self, doomed: dict[str, list[int]], dead: list[Entry]) -> None:
-        """Drop deleted entries from the mirrors and key lists (after a local delete)."""
-        if len(dead) == 1:  # the usual overwrite
-            entry = dead[0]
-            (index,) = doomed[entry.writer]
-            del self._mirrors[entry.writer][index]
-            assert entry.key is not None
-            entries = self._by_key[entry.key]
-            entries.remove(entry)
-            if not entries:
-                del self._by_key[entry.key]
-            return
-        for writer, indices in doomed.items():
-            mirror = self._mirrors[writer]
-            for start, length in _runs(indices):  # last run first: indices stay valid
-                del mirror[start : start + length]
-        by_key = self._by_key
-        for key, gone in _group_by_key(dead).items():
-            entries = by_key[key]
-            if len(gone) == 1:
-                entries.remove(gone[0])
-            else:
-                ids = {id(e) for e in gone}
-                entries[:] = [e for e in entries if id(e) not in ids]
-            if not entries:
-                del by_key[key]
 
     def _local_done(self, changes: dict[str, Any]) -> None:
         if changes and self.track_changes:
             self._changes.append((changes, True))
-
-    def _index_of(self, entry: Entry) -> int:
-        mirror = self._mirrors[entry.writer]
-        hint = min(entry.pos, len(mirror) - 1)
-        try:
-            # A writer only appends, so an entry only drifts left, by deletions.
-            index = mirror.index(entry, max(0, hint - 256), hint + 1)
-        except ValueError:
-            index = mirror.index(entry)
-        entry.pos = index
-        return index
 
     def _commit(self, txn: YTransaction) -> None:
         try:
@@ -504,7 +434,7 @@ class StoreReplica:
         started still commits: the replica is then rebuilt from its document, so its
         mirrors and values never disagree with it.
         """
-        self._parsed = entries
+        self._m.parsed = entries
         txn = self._y.begin()
         failure: BaseException | None = None
         try:
@@ -520,10 +450,11 @@ class StoreReplica:
         except BaseException as exc:
             failure = failure or exc
         if failure is not None:
-            self._parsed = {}
+            self._m.parsed = {}
             self._sv_dict = None  # read it from the document again
-            self._reset_transaction_state()
-            changes = self._rebuild()
+            self._txn_update = None
+            self._m.reset()
+            changes = self._m.rebuild()
             if changes and self.track_changes:
                 self._changes.append((changes, False))
             raise UpdateError(f"bad Yjs update: {type(failure).__name__}: {failure}")
@@ -532,11 +463,11 @@ class StoreReplica:
             for client, end in ends.items():  # checked: every ready block integrates
                 if end > sv.get(client, 0):
                     sv[client] = end
-        changed = bool(
-            self._txn_inserted or self._txn_removed or self._txn_new_arrays or self._txn_rebuild
-        )
-        keys = self._after_transaction()
-        self._parsed = {}
+        changed = self._m.changed()
+        changes, keys = self._m.settle()
+        if changes and self.track_changes:
+            self._changes.append((changes, False))
+        self._m.parsed = {}
         self._compact(keys)
         return changed
 
@@ -547,12 +478,12 @@ class StoreReplica:
         """
         dead: list[Entry] = []
         for key in keys:
-            entries = self._by_key.get(key)
+            entries = self._m.by_key.get(key)
             if entries and len(entries) > 1:
                 dead.extend(_dead(entries, self._author))
         if not dead:
             return
-        self._forget(self._append([], [], dead), dead)  # dead entries: no value changes
+        self._m.forget(self._append([], [], dead), dead)  # dead entries: no value changes
 
     # -- observers (they run inside the transaction's commit) ----------------------
 
@@ -561,151 +492,6 @@ class StoreReplica:
             self._txn_update = update
         self._sv = None
         self._digest = None
-
-    def _on_writers(self, keys: dict[str, dict[str, Any]]) -> None:
-        """Arrays added to (or, never from a checked update, changed in) the writers map."""
-        if not keys:
-            self._txn_rebuild = True  # how pycrdt reports some out-of-order changes
-        for writer, change in keys.items():
-            array = change.get("newValue")
-            if (
-                change.get("action") == "add"
-                and YDoc.is_array(array)
-                and writer not in self._mirrors
-                and _writer_id(writer) is not None
-            ):
-                self._txn_new_arrays[writer] = array
-            else:
-                # Checked updates cannot replace or delete an array; follow the
-                # document as it is, reading it afresh, if it happens anyway.
-                self._txn_rebuild = True
-
-    def _parse(self, blob: object, author: int) -> Entry:
-        """The entry ``blob`` in ``author``'s array: checked before Yrs saw it, or now."""
-        if type(blob) is bytearray:  # how pycrdt returns an item read from an array
-            blob = bytes(blob)
-        if type(blob) is bytes:
-            parsed = self._parsed.get(blob)
-            if parsed is not None:
-                return _entry(parsed, author)
-            try:
-                return _entry(parse_entry(blob, self.max_value_bytes), author)
-            except EntryError:
-                pass
-        return _entry(_INERT, author)  # never from a checked update; kept out of every fold
-
-    def _on_array(self, writer: str, delta: ArrayDelta) -> None:
-        mirror = self._mirrors.get(writer)
-        if mirror is None:
-            return
-        inserted = self._txn_inserted
-        index = 0
-        for part in delta:
-            if "retain" in part:
-                index += part["retain"]
-            elif "delete" in part:
-                count = part["delete"]
-                self._txn_removed.extend(mirror[index : index + count])
-                del mirror[index : index + count]
-            else:
-                author = _writer_id(writer)
-                assert author is not None  # only arrays with a client id key have mirrors
-                new = [self._parse(blob, author) for blob in part["insert"]]
-                for offset, entry in enumerate(new):
-                    entry.writer = writer
-                    entry.pos = index + offset
-                mirror[index:index] = new
-                index += len(new)
-                inserted.extend(new)
-
-    def _read_array(self, txn: YTransaction, writer: str, array: YArray) -> list[Entry]:
-        author = _writer_id(writer)
-        assert author is not None
-        entries = [self._parse(blob, author) for blob in self._y.items(txn, array)]
-        for index, entry in enumerate(entries):
-            entry.writer = writer
-            entry.pos = index
-        return entries
-
-    def _read_new_arrays(self) -> None:
-        """Fill the mirrors of writer arrays that appeared in the last transaction."""
-        new_arrays = self._txn_new_arrays
-        self._txn_new_arrays = {}
-        txn = self._y.begin()
-        try:
-            for writer, array in new_arrays.items():
-                entries = self._read_array(txn, writer, array)
-                self._arrays[writer] = array
-                self._mirrors[writer] = list(entries)
-                self._txn_inserted.extend(entries)
-        finally:
-            self._y.end(txn)
-
-    def _rebuild(self) -> dict[str, Any]:
-        """Re-read every writer array from the document; returns the values that changed."""
-        arrays: dict[str, YArray] = {}
-        mirrors: dict[str, list[Entry]] = {}
-        txn = self._y.begin()
-        try:
-            for writer, array in self._y.arrays(txn).items():
-                if _writer_id(writer) is not None:
-                    arrays[writer] = array
-                    mirrors[writer] = self._read_array(txn, writer, array)
-        finally:
-            self._y.end(txn)
-        by_key: dict[str, list[Entry]] = {}
-        for mirror in mirrors.values():
-            for entry in mirror:
-                if entry.key is not None:
-                    by_key.setdefault(entry.key, []).append(entry)
-                    self._lamport = max(self._lamport, entry.order[0])
-        values: dict[str, Any] = {}
-        for key, entries in by_key.items():
-            entries.sort(key=_order)
-            _order_ties(entries)
-            value = _fold(entries)
-            if value is not MISSING:
-                values[key] = value
-        old = self._values
-        changes = {
-            key: values.get(key, MISSING)
-            for key in dict.fromkeys([*old, *values])
-            if key not in old or key not in values or not same_value(old[key], values[key])
-        }
-        self._arrays, self._mirrors, self._by_key, self._values = arrays, mirrors, by_key, values
-        return changes
-
-    def _reset_transaction_state(self) -> None:
-        self._txn_update = None
-        self._txn_inserted = []
-        self._txn_removed = []
-        self._txn_new_arrays = {}
-        self._txn_rebuild = False
-
-    def _integrate(self, inserted: list[Entry], removed: list[Entry]) -> dict[str, Any]:
-        """The merge rules applied to what a transaction inserted and removed."""
-        for entry in inserted:
-            if entry.key is not None and entry.order[0] > self._lamport:
-                self._lamport = entry.order[0]
-        return integrate(self._by_key, self._values, inserted, removed)
-
-    def _after_transaction(self) -> list[str]:
-        """Integrate what the observers saw of a remote update; returns keys with new entries."""
-        if self._txn_rebuild:
-            self._reset_transaction_state()
-            changes = self._rebuild()
-            keys = list(self._by_key)
-        else:
-            if self._txn_new_arrays:
-                self._read_new_arrays()
-            inserted = self._txn_inserted
-            removed = self._txn_removed
-            self._reset_transaction_state()
-            changes = self._integrate(inserted, removed) if inserted or removed else {}
-            keys = list(dict.fromkeys(e.key for e in inserted if e.key is not None))
-        if changes and self.track_changes:
-            self._changes.append((changes, False))
-        return keys
 
 
 def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -735,14 +521,6 @@ def _chunks(blobs: list[bytes]) -> list[tuple[int, int]]:
         runs.append((start, stop))
         start = stop
     return runs
-
-
-def _group_by_key(entries: list[Entry]) -> dict[str, list[Entry]]:
-    grouped: dict[str, list[Entry]] = {}
-    for entry in entries:
-        assert entry.key is not None
-        grouped.setdefault(entry.key, []).append(entry)
-    return grouped
 
 
 def _write_key(key: object) -> str:

@@ -312,7 +312,7 @@ class Forger:
         elif kind == "forge_foreign":
             _, _, who, store, key = op
             replica = honest[who % len(honest)]._engine.store(store)
-            writers = sorted(replica._mirrors) if replica is not None else []
+            writers = sorted(replica._m.mirrors) if replica is not None else []
             if writers:  # an entry appended to the array of a writer this peer holds
                 writer = int(writers[who % len(writers)])
                 forged = attacks.foreign_append(replica.diff(), writer, key, "forged")
@@ -375,7 +375,7 @@ def test_honest_peers_converge_whatever_a_forger_sends(
             e.order[1] in forged
             for p in peers
             for r in p._engine.stores.values()
-            for entries in r._by_key.values()
+            for entries in r._m.by_key.values()
             for e in entries
         )
         event(f"forged entries in the converged state: {landed}")
