@@ -1,10 +1,15 @@
-"""Yjs state vectors as Python dicts (``client id -> clock``).
+"""Yjs state vectors as Python dicts (``client id -> clock``), and digests of delete sets.
 
 pycrdt hands out state vectors only as encoded bytes (lib0: a varuint count, then
 varuint client/clock pairs); comparing what two peers hold needs them decoded.
+State vectors do not cover deletions: peers compare digests of their delete sets.
 """
 
 from __future__ import annotations
+
+import hashlib
+
+import cbor2
 
 from ._lib0 import read_varuint, write_varuint
 
@@ -74,4 +79,24 @@ def merge(a: StateVector, b: StateVector) -> StateVector:
     for client, clock in b.items():
         if clock > out.get(client, 0):
             out[client] = clock
+    return out
+
+
+def delete_digest(deletes: dict[int, list[tuple[int, int]]]) -> bytes:
+    """A canonical digest of a delete set (PROTOCOL.md §6.7): BLAKE2b, 8 bytes, of the
+    CBOR of ``[[client, [[clock, length], ...]], ...]``, clients and ranges sorted,
+    overlapping and touching ranges joined."""
+    canonical = sorted((client, _merged(ranges)) for client, ranges in deletes.items())
+    return hashlib.blake2b(cbor2.dumps(canonical), digest_size=8).digest()
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Delete ranges sorted, with overlapping and touching ones joined."""
+    out: list[tuple[int, int]] = []
+    for clock, length in sorted(ranges):
+        if out and clock <= out[-1][0] + out[-1][1]:
+            start, size = out[-1]
+            out[-1] = (start, max(size, clock + length - start))
+        else:
+            out.append((clock, length))
     return out

@@ -45,6 +45,21 @@ class Outgoing:
     want_ack: bool = False  # ask the peer to acknowledge right away
     heartbeat: bool = False
 
+    def ack_later(self, name: str, due: float) -> float | None:
+        """Acknowledge ``name`` by ``due`` at the latest; returns ``due`` if that is new."""
+        self.states_later.add(name)
+        if self.states_due is not None:
+            return None
+        self.states_due = due
+        return due
+
+    def promote_acks(self) -> set[str]:
+        """Every delayed ack goes out now (with what goes out anyway); returns them all."""
+        self.states_now |= self.states_later
+        self.states_later = set()
+        self.states_due = None
+        return self.states_now
+
     def pending(self) -> bool:
         return bool(
             self.hello
@@ -127,3 +142,24 @@ class Link:
             known = remote_states.get(name)
             remote_states[name] = vector if known is None else sv.merge(known, vector)
         return malformed
+
+    def dead(self, now: float, dead_after: float) -> bool:
+        """Nothing from the peer (no frame, no sign of life) for ``dead_after``."""
+        return now - max(self.last_recv, self.last_alive) >= dead_after
+
+    def tick(self, now: float, heartbeat_interval: float) -> None:
+        """Delayed acks that fell due go out; so does a heartbeat after a quiet spell."""
+        out = self.out
+        if out.states_due is not None and now >= out.states_due:
+            out.promote_acks()
+        if now - self.last_sent >= heartbeat_interval:
+            out.heartbeat = True
+
+    def deadline(self, heartbeat_interval: float, dead_after: float) -> float:
+        """When ``tick`` (or the dead check) next has work for this link."""
+        due = min(
+            self.last_sent + heartbeat_interval,
+            max(self.last_recv, self.last_alive) + dead_after,
+        )
+        states_due = self.out.states_due
+        return due if states_due is None or states_due > due else states_due

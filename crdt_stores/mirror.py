@@ -13,7 +13,17 @@ from typing import Any
 
 from ._ydoc import ArrayDelta, YArray, YDoc, YTransaction
 from .entries import EntryError, ParsedEntry, parse_entry
-from .merge import INERT, MISSING, Entry, entry_order, fold, integrate, make_entry, order_ties
+from .merge import (
+    INERT,
+    MISSING,
+    Entry,
+    apply_op,
+    entry_order,
+    fold,
+    integrate,
+    make_entry,
+    order_ties,
+)
 from .values import same_value
 
 __all__ = ["Mirror", "group_by_key", "runs", "writer_id"]
@@ -37,6 +47,34 @@ class Mirror:
         self.removed: list[Entry] = []
         self.new_arrays: dict[str, YArray] = {}
         self.needs_rebuild = False
+
+    def add_local(self, entries: list[Entry]) -> dict[str, Any]:
+        """Entries of this replica's own write (its superseded ones already forgotten):
+        fold them into the values; returns the changed values."""
+        by_key = self.by_key
+        values = self.values
+        changes: dict[str, Any] = {}
+        for entry in entries:
+            written = entry.key
+            assert written is not None
+            keyed = by_key.setdefault(written, [])
+            if keyed and keyed[-1].order >= entry.order:
+                # Only at the saturated clock: a forged entry may order after ours
+                # (a bigger writer id) or equal to it (then by content), as on every peer.
+                keyed.append(entry)
+                keyed.sort(key=entry_order)
+                order_ties(keyed)
+                value = fold(keyed)
+            else:
+                keyed.append(entry)  # the newest order: last
+                # Dead entries never changed the fold, so the old value is the base.
+                value = apply_op(values.get(written, MISSING), entry)
+            if value is MISSING:
+                values.pop(written, None)
+            else:
+                values[written] = value
+            changes[written] = value
+        return changes
 
     def changed(self) -> bool:
         """Whether the observers saw anything in the last remote transaction."""
@@ -141,7 +179,7 @@ class Mirror:
     def read_array(self, txn: YTransaction, writer: str, array: YArray) -> list[Entry]:
         author = writer_id(writer)
         assert author is not None
-        entries = [self.parse(blob, author) for blob in self._doc().items(txn, array)]
+        entries = [self.parse(blob, author) for blob in self._y().items(txn, array)]
         for index, entry in enumerate(entries):
             entry.writer = writer
             entry.pos = index
@@ -151,7 +189,7 @@ class Mirror:
         """Fill the mirrors of writer arrays that appeared in the last transaction."""
         new_arrays = self.new_arrays
         self.new_arrays = {}
-        txn = self._doc().begin()
+        txn = self._y().begin()
         try:
             for writer, array in new_arrays.items():
                 entries = self.read_array(txn, writer, array)
@@ -159,20 +197,20 @@ class Mirror:
                 self.mirrors[writer] = list(entries)
                 self.inserted.extend(entries)
         finally:
-            self._doc().end(txn)
+            self._y().end(txn)
 
     def rebuild(self) -> dict[str, Any]:
         """Re-read every writer array from the document; returns the values that changed."""
         arrays: dict[str, YArray] = {}
         mirrors: dict[str, list[Entry]] = {}
-        txn = self._doc().begin()
+        txn = self._y().begin()
         try:
-            for writer, array in self._doc().arrays(txn).items():
+            for writer, array in self._y().arrays(txn).items():
                 if writer_id(writer) is not None:
                     arrays[writer] = array
                     mirrors[writer] = self.read_array(txn, writer, array)
         finally:
-            self._doc().end(txn)
+            self._y().end(txn)
         by_key: dict[str, list[Entry]] = {}
         for mirror in mirrors.values():
             for entry in mirror:
@@ -226,7 +264,7 @@ class Mirror:
             keys = list(dict.fromkeys(e.key for e in inserted if e.key is not None))
         return changes, keys
 
-    def _doc(self) -> YDoc:
+    def _y(self) -> YDoc:
         assert self.y is not None, "the replica sets its document first"
         return self.y
 

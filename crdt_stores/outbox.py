@@ -102,9 +102,7 @@ class Outbox:
             out.sync = False
         states_for = out.states_now
         if out.diffs or out.updates or states_for:
-            states_for |= out.states_later  # acks that could wait ride along now
-            out.states_later = set()
-            out.states_due = None
+            states_for = out.promote_acks()  # acks that could wait ride along now
         if out.diffs:
             diffs, out.diffs = out.diffs, {}
             for part in self._diff_messages(diffs):

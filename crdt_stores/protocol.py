@@ -9,22 +9,8 @@ as typed events through ``take_events``, never by calling back. Time is always
 an argument (``now``). The same object runs over the in-memory network and over
 WebRTC.
 
-Replication rules:
-
-* On a new link both sides send ``HELLO`` and ``SYNC`` (their state vectors); each
-  answers with a ``DIFF`` of what the other lacks.
-* Local deltas of one tick go out as one ``UPDATE`` per link. Each carries the
-  sender's state vectors of the stores it touches; receivers acknowledge with
-  their own (``ACK``, or piggybacked on their next ``UPDATE``). Acks are lazy (up
-  to ``ack_delay``) unless someone awaits ``synced()``: then this peer asks its
-  links for their state (``want_ack``) and acknowledges at once ("eager" mode).
-  So a busy room does not pay for N² acks per write that nobody is waiting for.
-* New content is relayed at once to links the source peer is not linked to
-  (from its ``LINKS`` announcements); anti-entropy catches every other gap: a
-  link whose acknowledged state still lacks what this peer held one
-  ``sync_interval`` earlier is sent a ``DIFF`` from its acknowledged state.
-* Every message is bounded (``max_message_bytes``, ``max_message_items``): big
-  syncs and big batches travel as several messages, each applied on arrival.
+The replication rules (handshake, live updates, lazy acks, relay, anti-entropy,
+deletion digests, bounded messages) are specified in PROTOCOL.md §6.
 
 Hostile input (SPEC §9): every frame is decoded strictly and bounded before use,
 every Yjs update is checked against the store layout before pycrdt sees it
@@ -43,7 +29,7 @@ from . import _statevector as sv
 from . import updates, wire
 from .budget import Budget
 from .config import SV_ENTRIES_PER_ITEM, VIOLATIONS, SyncConfig
-from .events import EngineEvent, LinkDead, PeerMisbehaved, StoreAdded, StoreChanged
+from .events import EngineEvent, LinkDead, PeerMisbehaved
 from .link import Link, Phase
 from .messages import (
     Ack,
@@ -61,14 +47,11 @@ from .messages import (
 from .outbox import Outbox
 from .repair import anti_entropy, link_agrees
 from .replica import StoreReplica, UpdateError
-from .values import check_key
+from .replicas import WRITE_OPERATIONS, Replicas
 
 __all__ = ["WRITE_OPERATIONS", "PeerMisbehaved", "SyncConfig", "SyncEngine"]
 
 log = logging.getLogger("crdt_stores")
-
-WRITE_OPERATIONS = frozenset({"set", "update", "delete", "bulk_set", "bulk_delete", "clear"})
-"""The local writes ``SyncEngine.write`` takes (``StoreReplica``'s methods of these names)."""
 
 
 class SyncEngine:
@@ -78,16 +61,15 @@ class SyncEngine:
         self.peer_id = peer_id
         self.config = config or SyncConfig()
         self.stats: Counter[str] = Counter()
-        self._stores: dict[str, StoreReplica] = {}
         self._links: dict[str, Link] = {}
         self._events: list[EngineEvent] = []
+        self._stores = Replicas(self.config, self._events, self.stats)
         self._now = 0.0
         self._next_sync_check = 0.0
         self._eager = False
         self._soonest: float | None = None  # earliest due time set since next_deadline()
         self._outbox = Outbox(self.config, self._stores, self.stats)
         self._buffers = Budget(self.config.max_buffer_bytes)  # partial messages, all links
-        self._held = Budget(self.config.max_held_bytes)  # out-of-order update parts
 
     # -- stores -------------------------------------------------------------------
 
@@ -100,41 +82,19 @@ class SyncEngine:
 
     def create_store(self, name: str) -> StoreReplica:
         """Get or create a store; a new one is announced to every linked peer."""
-        replica = self._stores.get(name)
-        if replica is None:
-            name = check_key(name, "store name")
-            if len(self._stores) >= self.config.max_stores:
-                raise ValueError(f"a meeting holds at most {self.config.max_stores} stores")
-            replica = self._add_store(name)
+        replica, new = self._stores.create(name)
+        if new:
             for link in self._links.values():
                 link.out.states_now.add(name)
         return replica
 
-    def _add_store(self, name: str) -> StoreReplica:
-        replica = StoreReplica(
-            name,
-            max_value_bytes=self.config.max_value_bytes,
-            max_update_items=self.config.max_message_items,
-            held=self._held,
-            track_changes=True,
-        )
-        self._stores[name] = replica
-        self._events.append(StoreAdded(name))
-        return replica
-
     def _remote_store(self, link: Link, name: str) -> StoreReplica | None:
-        replica = self._stores.get(name)
-        if replica is None:
-            try:
-                name = check_key(name, "store name")
-            except (TypeError, ValueError):
-                self._violation(link, "bad_store_name")
-                return None
-            if len(self._stores) >= self.config.max_stores:
-                self.stats["stores_refused"] += 1
-                return None
-            replica = self._add_store(name)
-            # Tell the other links too: store existence spreads like content.
+        try:
+            replica, new = self._stores.named_by_peer(name)
+        except ValueError:
+            self._violation(link, "bad_store_name")
+            return None
+        if new:  # tell the other links too: store existence spreads like content
             for other in self._links.values():
                 self._ack(other, name)
         return replica
@@ -143,18 +103,13 @@ class SyncEngine:
         """A local write to store ``name``: ``operation`` is one of ``WRITE_OPERATIONS``
         with that method's arguments. Bad input raises and changes nothing; the delta
         is queued for every link and the change reported as a ``StoreChanged`` event."""
-        if operation not in WRITE_OPERATIONS:
-            raise ValueError(f"unknown write operation {operation!r}")
-        replica = self._stores.get(name)
-        if replica is None:
-            raise KeyError(f"no store named {name!r}")
-        getattr(replica, operation)(*args)
+        self._stores.write(name, operation, args)
         self.commit(name)
 
     def commit(self, name: str) -> None:
         """Queue the local deltas of store ``name`` for every link (and report its changes)."""
         replica = self._stores[name]
-        self._collect(replica)
+        self._stores.collect(replica)
         deltas = replica.take_outbox_items()
         if deltas:
             self._outbox.queue(name, deltas)
@@ -228,13 +183,9 @@ class SyncEngine:
     def take_events(self) -> list[EngineEvent]:
         """What happened since the last call, in order: stores added and changed, links
         found dead or closed for misbehaving."""
-        events = self._events
-        self._events = []
+        events = self._events[:]
+        self._events.clear()  # (in place: the replicas report into the same list)
         return events
-
-    def _collect(self, replica: StoreReplica) -> None:
-        for changes, local in replica.take_changes():
-            self._events.append(StoreChanged(replica.name, changes, local))
 
     def _violation(self, link: Link, reason: str) -> None:
         """Count a dropped input; a link past its budget of violations is closed."""
@@ -430,7 +381,7 @@ class SyncEngine:
                 except UpdateError as exc:
                     self._violation(source, "bad_update")
                     log.warning("dropped a bad update for %r from %s: %s", name, source.peer, exc)
-                self._collect(replica)
+                self._stores.collect(replica)
                 if replica.held_dropped:
                     self.stats["held_dropped"] += replica.held_dropped
                     replica.held_dropped = 0
@@ -454,20 +405,15 @@ class SyncEngine:
         if self._eager:
             link.out.states_now.add(name)
             return
-        link.out.states_later.add(name)
-        if link.out.states_due is None:
-            link.out.states_due = due = self._now + self.config.ack_delay
-            if self._soonest is None or due < self._soonest:
-                self._soonest = due
+        due = link.out.ack_later(name, self._now + self.config.ack_delay)
+        if due is not None and (self._soonest is None or due < self._soonest):
+            self._soonest = due
 
     def want_acks(self, eager: bool) -> None:
         """Someone awaits ``synced()`` (or stopped): ask linked peers for their state."""
         if eager and not self._eager:
             for link in self._links.values():
-                link.out.states_now.update(self._stores)
-                link.out.states_now |= link.out.states_later
-                link.out.states_later.clear()
-                link.out.states_due = None
+                link.out.promote_acks().update(self._stores)
                 link.out.want_ack = True
         self._eager = eager
 
@@ -478,17 +424,12 @@ class SyncEngine:
         self._now = now
         config = self.config
         for link in list(self._links.values()):
-            if now - max(link.last_recv, link.last_alive) >= config.dead_after:
+            if link.dead(now, config.dead_after):
                 self.stats["links_dead"] += 1
                 self.link_down(link.peer)
                 self._events.append(LinkDead(link.peer))
-                continue
-            if link.out.states_due is not None and now >= link.out.states_due:
-                link.out.states_now |= link.out.states_later
-                link.out.states_later.clear()
-                link.out.states_due = None
-            if now - link.last_sent >= config.heartbeat_interval:
-                link.out.heartbeat = True
+            else:
+                link.tick(now, config.heartbeat_interval)
         if now >= self._next_sync_check:
             self._next_sync_check = now + config.sync_interval
             anti_entropy(self._links.values(), self._stores, self._settle, now, config, self.stats)
@@ -499,18 +440,11 @@ class SyncEngine:
         self._soonest = None
         if not self._links:
             return None
-        config = self.config
-        deadline = self._next_sync_check
-        for link in self._links.values():
-            due = min(
-                link.last_sent + config.heartbeat_interval,
-                max(link.last_recv, link.last_alive) + config.dead_after,
-            )
-            if link.out.states_due is not None and link.out.states_due < due:
-                due = link.out.states_due
-            if due < deadline:
-                deadline = due
-        return deadline
+        heartbeat, dead_after = self.config.heartbeat_interval, self.config.dead_after
+        return min(
+            self._next_sync_check,
+            *(link.deadline(heartbeat, dead_after) for link in self._links.values()),
+        )
 
     def deadline_moved(self, scheduled: float | None) -> bool:
         """Whether something since ``next_deadline()`` falls due before ``scheduled``

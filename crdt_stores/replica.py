@@ -1,21 +1,11 @@
-"""One store's CRDT state: a Lamport-ordered log of writes kept in a pycrdt array.
+"""One store's CRDT: a Lamport-ordered log of writes kept in a Yjs document.
 
-Layout (the idea of Yjs' ``YKeyValue``, plus ordering and merge rules):
-
-* A store is one pycrdt ``Doc``. Its root ``Map`` ("writers") holds one ``Array`` per
-  replica that ever wrote, keyed by its client id; a replica only appends to its own.
-  Items are CBOR-encoded *entries* ``[key, op, payload, lamport]``: ``set``
-  (op 0), dict ``update`` (1, a shallow merge), list ``update`` (2, an append) and
-  ``delete`` (3).
-* A key's value is the fold of its entries in ``(lamport, writer)`` order, wherever
-  they sit (the writer is the client id keying the array that holds the entry).
-  Lamport clocks follow causality, so a write that saw another one comes after
-  it; concurrent writes are ordered by replica id, the same on every peer.
-* Entries that can no longer change any fold are deleted (a write deletes what it
-  supersedes in the same transaction). A writer's entries form one chain in its own
-  array, so its deleted entries collapse into a single tombstone run however writers
-  interleave: history costs bytes per writer, not per write — unlike ``Y.Map``,
-  which keeps one tombstone per overwrite.
+The layout (PROTOCOL.md §7): a root map ``writers`` holds one array per replica that
+ever wrote, keyed by its client id; a replica only appends to its own. Items are
+CBOR *entries* ``[key, op, payload, lamport]``; a key's value is the fold of its
+entries in ``(lamport, writer)`` order (``merge``). A write deletes, in the same
+transaction, the entries it supersedes, so a writer's deleted entries collapse into
+one tombstone run of its array: history costs bytes per writer, not per write.
 
 Nothing here does I/O: writes return Yjs deltas through ``take_outbox()``, remote
 deltas go in through ``apply()``.
@@ -23,7 +13,6 @@ deltas go in through ``apply()``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
@@ -46,11 +35,7 @@ from .entries import (
 )
 from .held import HeldParts
 from .merge import MISSING, Entry
-from .merge import apply_op as _apply_op
 from .merge import dead_entries as _dead
-from .merge import entry_order as _order
-from .merge import fold as _fold
-from .merge import order_ties as _order_ties
 from .mirror import Mirror, runs
 from .values import DEFAULT_MAX_VALUE_BYTES, check_key, encode, normalize
 
@@ -175,8 +160,7 @@ class StoreReplica:
         if self._digest is None:
             own = self._y.update(self.state_vector())  # no structs: the delete set
             deletes = updates.read(own, max_units=1 << 62, max_value_bytes=0).deletes
-            canonical = sorted((client, _merged(ranges)) for client, ranges in deletes.items())
-            self._digest = hashlib.blake2b(cbor2.dumps(canonical), digest_size=8).digest()
+            self._digest = _statevector.delete_digest(deletes)
         return self._digest
 
     def diff(self, state_vector: bytes | None = None) -> bytes:
@@ -271,29 +255,7 @@ class StoreReplica:
                 self._m.forget(self._append(blobs[start:stop], entries[start:stop], dead), dead)
         self._m.lamport = lamport
         # This replica knows what it changed: no need to decode its own observer events.
-        values = self._m.values
-        changes: dict[str, Any] = {}
-        for entry in entries:
-            written = entry.key
-            assert written is not None
-            keyed = by_key.setdefault(written, [])
-            if keyed and keyed[-1].order >= entry.order:
-                # Only at the saturated clock: a forged entry may order after ours
-                # (a bigger writer id) or equal to it (then by content), as on every peer.
-                keyed.append(entry)
-                keyed.sort(key=_order)
-                _order_ties(keyed)
-                value = _fold(keyed)
-            else:
-                keyed.append(entry)  # the newest order: last
-                # Dead entries never changed the fold, so the old value is the base.
-                value = _apply_op(values.get(written, MISSING), entry)
-            if value is MISSING:
-                values.pop(written, None)
-            else:
-                values[written] = value
-            changes[written] = value
-        self._local_done(changes)
+        self._local_done(self._m.add_local(entries))
         if self._held:
             self._release_held()  # parts that waited for these clocks of ours
 
@@ -492,18 +454,6 @@ class StoreReplica:
             self._txn_update = update
         self._sv = None
         self._digest = None
-
-
-def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Delete ranges sorted, with overlapping and touching ones joined."""
-    out: list[tuple[int, int]] = []
-    for clock, length in sorted(ranges):
-        if out and clock <= out[-1][0] + out[-1][1]:
-            start, size = out[-1]
-            out[-1] = (start, max(size, clock + length - start))
-        else:
-            out.append((clock, length))
-    return out
 
 
 def _chunks(blobs: list[bytes]) -> list[tuple[int, int]]:
