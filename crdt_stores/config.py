@@ -6,14 +6,13 @@ from dataclasses import dataclass, fields
 
 from . import wire
 from .entries import entry_limit
+from .messages import SV_ENTRIES_PER_ITEM
 from .values import DEFAULT_MAX_VALUE_BYTES
 
 __all__ = ["SV_ENTRIES_PER_ITEM", "VIOLATIONS", "KiB", "MiB", "SyncConfig"]
 
 KiB = 1024
 MiB = 1024 * KiB
-SV_ENTRIES_PER_ITEM = 8
-"""A state-vector entry costs an eighth of an entry to decode: what counts as an item."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from . import _statevector
+
 __all__ = [
     "ACK",
     "CHUNK",
@@ -35,6 +37,7 @@ __all__ = [
     "Unknown",
     "Update",
     "parse",
+    "state_items",
 ]
 
 HELLO = 0  # [v, 0, peer_id, [linked peer ids]]
@@ -314,3 +317,19 @@ def _str_list(value: Any, what: str) -> list[str]:
     if type(value) is not list or not all(type(v) is str for v in value):
         raise ProtocolError("malformed", f"{what} must be a list of strings")
     return value
+
+
+SV_ENTRIES_PER_ITEM = 8
+"""A state-vector entry costs an eighth of an entry to decode: what counts as an item."""
+
+
+def state_items(states: Blobs) -> int:
+    """The work the state vectors of a message announce, in items (``ProtocolError``
+    ``malformed_state`` if one does not even start like a state vector)."""
+    entries = 0
+    for encoded in states.values():
+        try:
+            entries += _statevector.count(encoded)
+        except ValueError:
+            raise ProtocolError("malformed_state", "malformed state vector") from None
+    return entries // SV_ENTRIES_PER_ITEM

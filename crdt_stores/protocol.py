@@ -43,9 +43,10 @@ from .messages import (
     ProtocolError,
     Sync,
     Update,
+    state_items,
 )
 from .outbox import Outbox
-from .repair import anti_entropy, link_agrees
+from .repair import answer_sync, anti_entropy, link_agrees
 from .replica import StoreReplica, UpdateError
 from .replicas import WRITE_OPERATIONS, Replicas
 
@@ -284,16 +285,8 @@ class SyncEngine:
 
     def _check_items(self, states: dict[str, bytes]) -> int:
         """Items of the state vectors a message carries; refused past ``max_message_items``.
-
-        (Its updates are counted as they are read, against what is left.)
-        """
-        entries = 0
-        for encoded in states.values():
-            try:
-                entries += sv.count(encoded)
-            except ValueError:
-                raise ProtocolError("malformed_state", "malformed state vector") from None
-        items = entries // SV_ENTRIES_PER_ITEM
+        (Its updates are counted as they are read, against what is left.)"""
+        items = state_items(states)
         if items > self.config.max_message_items:
             raise ProtocolError("too_many_items", "state vectors too large")
         return items
@@ -312,18 +305,7 @@ class SyncEngine:
             unnamed = set(self._stores) - named - link.sync_seen
             named |= unnamed  # not named in any part: the peer lacks them entirely
             link.sync_seen = set()
-        states = self._settle(link)
-        for name in named:
-            replica = self._stores.get(name)
-            if replica is None:
-                continue
-            local = replica.state_vector_dict()
-            if name in states and sv.covers(states[name], local):
-                continue
-            if name in link.diffed and sv.covers(link.diffed[name], local):
-                continue  # SYNCs crossed: everything it lacks is already on its way
-            link.out.diffs[name] = replica.diff(sv.encode(states.get(name, {})))
-            link.diffed[name] = dict(local)
+        answer_sync(link, named, self._stores, self._settle(link))
 
     def _learn_states(
         self, link: Link, states: dict[str, bytes], digests: dict[str, bytes] | None = None

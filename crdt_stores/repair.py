@@ -1,6 +1,6 @@
-"""Anti-entropy: finding the gaps between this peer and a linked one that stopped
-closing (lost frames, lost deletions) and queueing the diffs that repair them, and
-telling whether a link agrees with this peer (what ``synced()`` waits for)."""
+"""What a linked peer lacks, and the diffs that give it: the answer to its SYNC, and
+anti-entropy (gaps that stopped closing: lost frames, lost deletions); and whether a
+link agrees with this peer (what ``synced()`` waits for)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,31 @@ from .config import SyncConfig
 from .link import Link, Phase
 from .replica import StoreReplica
 
-__all__ = ["anti_entropy", "link_agrees"]
+__all__ = ["answer_sync", "anti_entropy", "link_agrees"]
 
 Settle = Callable[[Link], dict[str, sv.StateVector]]
 """What a link's peer holds per store, its latest reports decoded (``SyncEngine._settle``)."""
+
+
+def answer_sync(
+    link: Link,
+    named: Iterable[str],
+    stores: dict[str, StoreReplica],
+    remote: dict[str, sv.StateVector],
+) -> None:
+    """Queue for ``link`` a diff of each of the ``named`` stores its peer lacks part of
+    (``remote``: what it reported holding), unless one is already on its way."""
+    for name in named:
+        replica = stores.get(name)
+        if replica is None:
+            continue
+        local = replica.state_vector_dict()
+        if name in remote and sv.covers(remote[name], local):
+            continue
+        if name in link.diffed and sv.covers(link.diffed[name], local):
+            continue  # SYNCs crossed: everything it lacks is already on its way
+        link.out.diffs[name] = replica.diff(sv.encode(remote.get(name, {})))
+        link.diffed[name] = dict(local)
 
 
 def anti_entropy(
