@@ -2,6 +2,7 @@
 
 The engine never calls user code; the driver (``Meeting``'s) takes these after
 each engine call and dispatches them to subscribers and peer-event listeners.
+Events are values (not frozen only because that costs three times as much to make).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from typing import Any
 __all__ = ["EngineEvent", "LinkDead", "PeerMisbehaved", "StoreAdded", "StoreChanged"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoreAdded:
     """A store now exists here (created locally or first named by a peer)."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoreChanged:
     """One transaction changed values of store ``name``: ``{key: value or MISSING}``.
 
@@ -32,14 +33,14 @@ class StoreChanged:
     local: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LinkDead:
     """A link was silent past ``dead_after`` (no frames, no signs of life); it is dropped."""
 
     peer: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PeerMisbehaved:
     """A link kept sending what no correct peer sends; it has been closed."""
 

@@ -3,6 +3,8 @@
 A message is the CBOR array ``[version, kind, *fields]``; ``body()`` gives a message's
 fields and ``parse(kind, fields)`` checks and types them, raising ``ProtocolError``
 for anything malformed, so the engine only ever handles well-formed messages.
+Messages are values: nothing changes one after it is made (they are not frozen
+only because a frozen dataclass costs three times as much to make, twice per write).
 Trailing fields a kind does not know are ignored (room for later versions).
 """
 
@@ -80,7 +82,7 @@ class ProtocolError(ValueError):
         self.reason = reason  # counter name: malformed, unsupported_version, oversize...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hello:
     """The first message on a link: who the sender is and whom it is linked to."""
 
@@ -92,7 +94,7 @@ class Hello:
         return [self.peer, self.links]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sync:
     """What the sender holds (its state vectors); "send me what I lack" (and, with
     ``want_sync``, "and your SYNC"). ``more``: further parts follow."""
@@ -107,7 +109,7 @@ class Sync:
         return _with_digests([self.states, self.want_sync, self.more], self.digests)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Diff:
     """What the receiver lacks, per store (answer to a SYNC, a repair, a relay)."""
 
@@ -120,7 +122,7 @@ class Diff:
         return _with_digests([self.diffs, self.states], self.digests)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Update:
     """Live deltas, per store, in order; the sender's state vectors of some stores."""
 
@@ -133,7 +135,7 @@ class Update:
         return [self.updates, self.states, self.want_ack]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ack:
     """What the sender holds now; with ``want_ack``, "tell me yours"."""
 
@@ -146,7 +148,7 @@ class Ack:
         return _with_digests([self.states, self.want_ack], self.digests)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Heartbeat:
     kind: ClassVar[int] = HEARTBEAT
 
@@ -154,7 +156,7 @@ class Heartbeat:
         return []
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Links:
     """The sender's links changed: whom it is linked to now."""
 
@@ -165,7 +167,7 @@ class Links:
         return [self.links]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Chunk:
     """Part ``index`` of ``count`` of a message too big for one frame."""
 
@@ -179,7 +181,7 @@ class Chunk:
         return [self.message_id, self.index, self.count, self.data]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Compressed:
     """A whole message, zlib-compressed."""
 
@@ -190,7 +192,7 @@ class Compressed:
         return [self.packed]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unknown:
     """A kind this version does not know: ignored (a newer peer is not a faulty one)."""
 

@@ -90,6 +90,9 @@ class SyncEngine:
         return replica
 
     def _remote_store(self, link: Link, name: str) -> StoreReplica | None:
+        replica = self._stores.get(name)
+        if replica is not None:  # (the usual case, without a call)
+            return replica
         try:
             replica, new = self._stores.named_by_peer(name)
         except ValueError:
@@ -184,9 +187,12 @@ class SyncEngine:
     def take_events(self) -> list[EngineEvent]:
         """What happened since the last call, in order: stores added and changed, links
         found dead or closed for misbehaving."""
-        events = self._events[:]
-        self._events.clear()  # (in place: the replicas report into the same list)
-        return events
+        events = self._events
+        if not events:
+            return []
+        taken = events[:]
+        events.clear()  # (in place: the replicas report into the same list)
+        return taken
 
     def _violation(self, link: Link, reason: str) -> None:
         """Count a dropped input; a link past its budget of violations is closed."""

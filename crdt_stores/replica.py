@@ -78,7 +78,7 @@ class StoreReplica:
         self.max_update_items = max_update_items
         # values changed by transactions since ``take_changes()``, if tracked (returned,
         # not called back: the driver runs user code after the engine call returns)
-        self._changes: list[Changes] = []
+        self.changes: list[Changes] = []
         # What the replica knows of its document (mirrors, key lists, values).
         self._m = Mirror(max_value_bytes)
         # The document, through the adapter that holds pycrdt's private API. Its
@@ -107,8 +107,9 @@ class StoreReplica:
 
     def take_changes(self) -> list[Changes]:
         """Values changed since the last call, one ``(changes, local)`` per transaction."""
-        changes = self._changes
-        self._changes = []
+        changes = self.changes
+        if changes:
+            self.changes = []
         return changes
 
     @property
@@ -256,7 +257,7 @@ class StoreReplica:
         self._m.lamport = lamport
         # This replica knows what it changed: no need to decode its own observer events.
         self._local_done(self._m.add_local(entries))
-        if self._held:
+        if self._held.waiting:
             self._release_held()  # parts that waited for these clocks of ours
 
     def _append(
@@ -322,7 +323,7 @@ class StoreReplica:
 
     def _local_done(self, changes: dict[str, Any]) -> None:
         if changes and self.track_changes:
-            self._changes.append((changes, True))
+            self.changes.append((changes, True))
 
     def _commit(self, txn: YTransaction) -> None:
         try:
@@ -369,7 +370,7 @@ class StoreReplica:
             ready = self._held.admit(current, self.state_vector_dict())
             if ready is not None and self._apply_checked(*ready):
                 applied.append((ready[0], current.units))
-            if not queue and self._held:
+            if not queue and self._held.waiting:
                 queue.extend(self._held.take_released(self.state_vector_dict()))
         return applied
 
@@ -418,7 +419,7 @@ class StoreReplica:
             self._m.reset()
             changes = self._m.rebuild()
             if changes and self.track_changes:
-                self._changes.append((changes, False))
+                self.changes.append((changes, False))
             raise UpdateError(f"bad Yjs update: {type(failure).__name__}: {failure}")
         sv = self._sv_dict
         if sv is not None:
@@ -428,7 +429,7 @@ class StoreReplica:
         changed = self._m.changed()
         changes, keys = self._m.settle()
         if changes and self.track_changes:
-            self._changes.append((changes, False))
+            self.changes.append((changes, False))
         self._m.parsed = {}
         self._compact(keys)
         return changed

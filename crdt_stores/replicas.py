@@ -71,8 +71,9 @@ class Replicas(dict[str, StoreReplica]):
 
     def collect(self, replica: StoreReplica) -> None:
         """Report what ``replica``'s transactions changed since the last look."""
-        for changes, local in replica.take_changes():
-            self._events.append(StoreChanged(replica.name, changes, local))
+        if replica.changes:  # (the usual case, nothing, costs no call)
+            for changes, local in replica.take_changes():
+                self._events.append(StoreChanged(replica.name, changes, local))
 
     def _add(self, name: str) -> StoreReplica:
         config = self._config
