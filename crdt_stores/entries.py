@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import cbor2
 
-from .values import MAX_KEY_BYTES, decode, flat_and_plain, is_valid
+from .values import MAX_KEY_BYTES, check_key, decode, encode, flat_and_plain, is_valid, normalize
 
 __all__ = [
     "APPEND",
@@ -23,7 +23,12 @@ __all__ = [
     "WILDCARD",
     "EntryError",
     "ParsedEntry",
+    "Op",
+    "delete_op",
     "encode_entry",
+    "set_op",
+    "update_op",
+    "write_key",
     "entry_limit",
     "parse_entry",
 ]
@@ -46,6 +51,45 @@ _OP_BYTES: Final = (b"\x00", b"\x01", b"\x02", b"\x03")  # CBOR of the small int
 _DELETE_PAYLOAD: Final = b"\xf6"  # CBOR null
 
 
+Op = tuple[str, int, Any, bytes]
+"""A local write of one key, checked: ``(key, op, payload, payload encoded)``."""
+
+
+def write_key(key: object) -> str:
+    """``key`` checked for a write (``TypeError``/``ValueError``; ``"*"`` is reserved)."""
+    key = check_key(key)
+    if key == WILDCARD:
+        raise ValueError('the key "*" is reserved for subscribing to every key')
+    return key  # type: ignore[return-value]
+
+
+def set_op(key: object, value: object, max_value_bytes: int) -> Op:
+    """``set(key, value)``, checked and encoded (the value copied, normalized)."""
+    return _op(write_key(key), SET, normalize(value), max_value_bytes)
+
+
+def update_op(key: object, value: object, max_value_bytes: int) -> Op:
+    """``update(key, value)``: a dict merges, a list appends, anything else sets."""
+    key = write_key(key)
+    norm = normalize(value)
+    kind = type(norm)
+    op = MERGE if kind is dict else APPEND if kind is list else SET
+    return _op(key, op, norm, max_value_bytes)
+
+
+def delete_op(key: str) -> Op:
+    return key, DELETE, None, _DELETE_PAYLOAD
+
+
+def _op(key: str, op: int, payload: Any, max_value_bytes: int) -> Op:
+    blob = encode(payload)
+    if len(blob) > max_value_bytes:
+        raise ValueError(
+            f"value for {key!r} encodes to {len(blob)} bytes; the limit is {max_value_bytes}"
+        )
+    return key, op, payload, blob
+
+
 class EntryError(ValueError):
     """An entry from a peer that a local write could not have made."""
 
@@ -61,10 +105,6 @@ def entry_limit(max_value_bytes: int) -> int:
 def encode_entry(key: str, op: int, payload_cbor: bytes, lamport_cbor: bytes) -> bytes:
     """An entry from already encoded parts (the payload is encoded once, for the size check)."""
     return b"".join((_HEAD, cbor2.dumps(key), _OP_BYTES[op], payload_cbor, lamport_cbor))
-
-
-def delete_payload() -> bytes:
-    return _DELETE_PAYLOAD
 
 
 def _head_len(n: int) -> int:

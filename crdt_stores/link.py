@@ -105,6 +105,15 @@ class Link:
     # per store: (our digest when theirs was seen to differ, repairs in a row)
     digest_suspect: dict[str, tuple[bytes, int]] = field(default_factory=dict)
 
+    def learn(self, name: str, encoded: bytes, digests: dict[str, bytes] | None) -> None:
+        """The peer reported its state vector of ``name`` (decoded later, by ``settle``)
+        and, in SYNC, DIFF and ACK, the digest of its deletions."""
+        self.unread_states[name] = encoded
+        if digests is not None and name in digests:
+            self.remote_digests[name] = digests[name]
+        else:  # (UPDATEs carry none: digests cost too much per batch)
+            self.remote_digests.pop(name, None)
+
     def settle(self, stores: Mapping[str, StoreReplica], max_entries: int) -> int:
         """Decode the state vectors reported since the last look into ``remote_states``;
         returns how many were malformed (violations: the engine counts them).

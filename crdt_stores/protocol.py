@@ -33,8 +33,6 @@ from .events import EngineEvent, LinkDead, PeerMisbehaved
 from .link import Link, Phase
 from .messages import (
     Ack,
-    Chunk,
-    Compressed,
     Diff,
     Heartbeat,
     Hello,
@@ -225,7 +223,7 @@ class SyncEngine:
         self.stats["frames_in"] += 1
         self.stats["bytes_in"] += len(frame)
         try:
-            message = self._unwrap(link, frame)
+            message = link.reassembler.complete(frame)
             if message is not None:
                 self._handle(link, message)
         except ProtocolError as exc:
@@ -236,25 +234,6 @@ class SyncEngine:
         except BaseException:  # a bug here must not take the peer down
             self.stats["handler_error"] += 1
             log.exception("error handling a frame from %s", peer)
-
-    def _unwrap(self, link: Link, frame: bytes) -> Message | None:
-        """The message a frame completes (through CHUNK and COMPRESSED), if any."""
-        limit = self.config.max_message_bytes
-        message = wire.decode_frame(frame, self.config.max_frame_bytes)
-        if type(message) is Chunk:
-            whole = link.reassembler.add(
-                message.message_id, message.index, message.count, message.data
-            )
-            if whole is None:
-                return None
-            message = wire.decode_frame(whole, limit)
-            if type(message) is Chunk:
-                raise ProtocolError("malformed", "chunk inside a chunk")
-        if type(message) is Compressed:
-            message = wire.decode_frame(wire.inflate(message.packed, limit), limit)
-            if type(message) in (Chunk, Compressed):
-                raise ProtocolError("malformed", "nested envelope in a compressed message")
-        return message
 
     def _handle(self, link: Link, message: Message) -> None:
         kind = message.kind
@@ -316,15 +295,11 @@ class SyncEngine:
     def _learn_states(
         self, link: Link, states: dict[str, bytes], digests: dict[str, bytes] | None = None
     ) -> None:
-        """Note the peer's reported state vectors (decoded later, by ``_settle``) and the
-        digests of its deletions (reported with them)."""
+        """Note the peer's reported state vectors and deletion digests (stores it names
+        exist here from now on)."""
         for name, encoded in states.items():
             if self._remote_store(link, name) is not None:
-                link.unread_states[name] = encoded
-                if digests is not None and name in digests:
-                    link.remote_digests[name] = digests[name]
-                else:  # (UPDATEs carry none: digests cost too much per batch)
-                    link.remote_digests.pop(name, None)
+                link.learn(name, encoded, digests)
 
     def _settle(self, link: Link) -> dict[str, sv.StateVector]:
         """What ``link``'s peer holds per store, the reports received since the last look

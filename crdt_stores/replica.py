@@ -23,21 +23,23 @@ from . import _statevector, updates
 from ._ydoc import YDoc, YTransaction, weakly
 from .budget import Budget
 from .entries import (
-    APPEND,
     DELETE,
     LAMPORT_MAX,
-    MERGE,
     SET,
     WILDCARD,
+    Op,
     ParsedEntry,
-    delete_payload,
+    delete_op,
     encode_entry,
+    set_op,
+    update_op,
+    write_key,
 )
 from .held import HeldParts
 from .merge import MISSING, Entry
 from .merge import dead_entries as _dead
 from .mirror import Mirror, runs
-from .values import DEFAULT_MAX_VALUE_BYTES, check_key, encode, normalize
+from .values import DEFAULT_MAX_VALUE_BYTES
 
 __all__ = ["MISSING", "WILDCARD", "Entry", "StoreReplica", "UpdateError"]
 
@@ -181,15 +183,10 @@ class StoreReplica:
     # -- local writes ------------------------------------------------------------
 
     def set(self, key: str, value: object) -> None:
-        key = _write_key(key)
-        self._write([self._op(key, SET, normalize(value))])
+        self._write([set_op(key, value, self.max_value_bytes)])
 
     def update(self, key: str, value: object) -> None:
-        key = _write_key(key)
-        norm = normalize(value)
-        kind = type(norm)
-        op = MERGE if kind is dict else APPEND if kind is list else SET
-        self._write([self._op(key, op, norm)])
+        self._write([update_op(key, value, self.max_value_bytes)])
 
     def delete(self, key: str) -> None:
         self.bulk_delete([key])
@@ -197,33 +194,19 @@ class StoreReplica:
     def bulk_set(self, mapping: Mapping[str, object]) -> None:
         if not isinstance(mapping, Mapping):
             raise TypeError(f"bulk_set takes a mapping, not {type(mapping).__name__}")
-        ops: dict[str, tuple[str, int, Any, bytes]] = {}
-        for key, value in mapping.items():
-            key = _write_key(key)
-            ops[key] = self._op(key, SET, normalize(value))
+        ops = {op[0]: op for op in (set_op(k, v, self.max_value_bytes) for k, v in mapping.items())}
         self._write(list(ops.values()))
 
     def bulk_delete(self, keys: Iterable[str]) -> None:
         if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
             raise TypeError("bulk_delete takes an iterable of keys")
-        wanted = {_write_key(key): None for key in keys}
-        gone = delete_payload()
-        self._write([(key, DELETE, None, gone) for key in wanted if key in self._m.values])
+        wanted = dict.fromkeys(write_key(key) for key in keys)
+        self._write([delete_op(key) for key in wanted if key in self._m.values])
 
     def clear(self) -> None:
-        gone = delete_payload()
-        self._write([(key, DELETE, None, gone) for key in self._m.values])
+        self._write([delete_op(key) for key in self._m.values])
 
-    def _op(self, key: str, op: int, payload: Any) -> tuple[str, int, Any, bytes]:
-        blob = encode(payload)
-        if len(blob) > self.max_value_bytes:
-            raise ValueError(
-                f"value for {key!r} encodes to {len(blob)} bytes;"
-                f" the limit is {self.max_value_bytes}"
-            )
-        return key, op, payload, blob
-
-    def _write(self, ops: list[tuple[str, int, Any, bytes]]) -> None:
+    def _write(self, ops: list[Op]) -> None:
         """One write: append the entries, delete what they supersede.
 
         Usually one transaction. A big bulk write appends in several (see
@@ -472,10 +455,3 @@ def _chunks(blobs: list[bytes]) -> list[tuple[int, int]]:
         runs.append((start, stop))
         start = stop
     return runs
-
-
-def _write_key(key: object) -> str:
-    key = check_key(key)
-    if key == WILDCARD:
-        raise ValueError('the key "*" is reserved for subscribing to every key')
-    return key  # type: ignore[return-value]

@@ -26,6 +26,8 @@ from .messages import (
     LINKS,
     SYNC,
     UPDATE,
+    Chunk,
+    Compressed,
     Message,
     ProtocolError,
     parse,
@@ -208,7 +210,8 @@ def inflate(packed: bytes, max_message: int) -> bytes:
 
 
 class Reassembler:
-    """Collects CHUNK frames of one link back into messages (chunks may come in any order).
+    """Reads one link's frames into messages: collects CHUNK frames back into messages
+    (chunks may come in any order) and inflates COMPRESSED ones (``complete``).
 
     Memory is charged as chunks arrive (never on what a first chunk announces): at most
     ``max_message`` per message, ``max_link`` for all of this link's partial messages,
@@ -232,6 +235,24 @@ class Reassembler:
     @property
     def held_bytes(self) -> int:
         return self._budget.used
+
+    def complete(self, frame: bytes) -> Message | None:
+        """The message ``frame`` completes, through CHUNK and COMPRESSED (None while a
+        chunked message is still partial); ``ProtocolError`` for anything malformed."""
+        limit = self.max_message
+        message = decode_frame(frame, self.max_frame)
+        if type(message) is Chunk:
+            whole = self.add(message.message_id, message.index, message.count, message.data)
+            if whole is None:
+                return None
+            message = decode_frame(whole, limit)
+            if type(message) is Chunk:
+                raise ProtocolError("malformed", "chunk inside a chunk")
+        if type(message) is Compressed:
+            message = decode_frame(inflate(message.packed, limit), limit)
+            if type(message) in (Chunk, Compressed):
+                raise ProtocolError("malformed", "nested envelope in a compressed message")
+        return message
 
     def add(self, msg_id: int, index: int, count: int, data: bytes) -> bytes | None:
         """Add a chunk; returns the whole message once every chunk is in.
