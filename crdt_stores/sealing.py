@@ -45,8 +45,15 @@ class SealError(Exception):
 
 
 def generate_room_key() -> str:
-    """A fresh random room key (32 bytes, base64url): share it with the room's members only."""
-    return base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    """A fresh random room key (32 bytes, base64url): share it with the room's members only.
+
+    Never one that starts with ``-``: ``--room-key KEY`` would read it as an option
+    (one key in 64 did, and ``crdt-stores peer`` refused to start).
+    """
+    while True:
+        key = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        if not key.startswith("-"):
+            return key
 
 
 def derive_key(room_key: str | bytes, room: str) -> bytes:

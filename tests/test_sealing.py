@@ -49,6 +49,8 @@ def test_keys_differ_by_room_and_key() -> None:
     assert derive_key(KEY, "room") != derive_key(KEY, "other-room")
     assert derive_key(KEY, "room") != derive_key(KEY + "x", "room")
     assert len(generate_room_key()) >= 43 and generate_room_key() != generate_room_key()
+    # 1 key in 64 started with "-", which "--room-key KEY" takes for an option
+    assert not any(generate_room_key().startswith("-") for _ in range(2000))
     with pytest.raises(ValueError):
         derive_key("", "room")
 
