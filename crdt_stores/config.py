@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 from . import wire
 from .entries import entry_limit
-from .messages import SV_ENTRIES_PER_ITEM
 from .values import DEFAULT_MAX_VALUE_BYTES
 
-__all__ = ["SV_ENTRIES_PER_ITEM", "VIOLATIONS", "KiB", "MiB", "SyncConfig"]
+__all__ = ["VIOLATIONS", "KiB", "MiB", "SyncConfig"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -73,12 +73,12 @@ class SyncConfig:
         if self.max_message_items < 1024:
             raise ValueError("max_message_items must be at least 1024")
 
-    @property
+    @cached_property  # (a frozen dataclass: computed once, read on every flush)
     def part_bytes(self) -> int:
         """Size a sync or a batch is cut into (a quarter of a message, at most 1 MiB)."""
         return min(MiB, self.max_message_bytes // 4)
 
-    @property
+    @cached_property
     def part_items(self) -> int:
         """Items a message carries as updates: half the limit (the state vectors sent
         with them take at most another quarter)."""

@@ -209,7 +209,7 @@ class Driver:
         if self.transport is not None:
             engine.peer_id = self.transport.peer_id  # settled by now (signaling)
         replaced = peer in engine.peers  # a new connection took over: no news
-        engine.link_up(peer, self._loop_time())
+        engine.link_up(peer, self._now())
         self._unreachable.discard(peer)
         if not replaced:
             self._emit("peer_joined", peer)
@@ -228,7 +228,7 @@ class Driver:
         engine = self.engine
         if engine is None:
             return
-        engine.receive(peer, data, self._loop.time())  # type: ignore[union-attr]
+        engine.receive(peer, data, self._now())
         self._dispatch()
         if engine.has_output():
             self._schedule_flush()
@@ -296,7 +296,7 @@ class Driver:
         transport = self.transport
         if engine is None or transport is None:
             return
-        for peer, frame in engine.data_to_send(self._loop_time()):
+        for peer, frame in engine.data_to_send(self._now()):
             transport.send(peer, frame)
         self._dispatch()
         # Checked here, not on every write: writes wait while the network is behind.
@@ -341,7 +341,7 @@ class Driver:
                         if heard is not None:
                             engine.heard(peer, heard)
                         engine.backlog(peer, transport.buffered_to(peer))
-                engine.tick(self._loop_time())
+                engine.tick(self._now())
                 self._dispatch()
                 self._flush()
         except Exception:
@@ -350,7 +350,7 @@ class Driver:
 
     # -- internals ------------------------------------------------------------------
 
-    def _loop_time(self) -> float:
+    def _now(self) -> float:
         assert self._loop is not None
         return self._loop.time()
 

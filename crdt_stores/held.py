@@ -31,10 +31,10 @@ class HeldParts:
         self._blocks: dict[int, list[tuple[int, int, bytes]]] = {}
         self._deletes: updates.DeleteSet = {}
         self.dropped = 0  # parts refused for lack of budget
-        self.waiting = False  # anything held (an attribute: checked after every write)
 
     def __bool__(self) -> bool:
-        return self.waiting
+        """Whether anything is held."""
+        return bool(self._blocks or self._deletes)
 
     def admit(self, update: updates.Update, have: StateVector) -> Ready | None:
         """What of ``update`` can be applied on top of ``have`` (the replica's state
@@ -71,7 +71,6 @@ class HeldParts:
         return updates.encode(map(update.block_bytes, ready), deletes), update.entries, ends
 
     def _hold_block(self, client: int, clock: int, end: int, block: bytes) -> None:
-        self.waiting = True
         data = updates.encode([block], {})
         if self._budget.take(len(data)):
             self._blocks.setdefault(client, []).append((clock, end, data))
@@ -79,7 +78,6 @@ class HeldParts:
             self.dropped += 1
 
     def _hold_delete(self, client: int, clock: int, end: int) -> None:
-        self.waiting = True
         ranges = self._deletes.setdefault(client, [])  # sorted by clock
         i = bisect.bisect_right(ranges, (clock, _MAX_LENGTH))
         if i and ranges[i - 1][0] + ranges[i - 1][1] >= end:
@@ -112,7 +110,6 @@ class HeldParts:
             else:
                 del self._blocks[client]
         if out:
-            self.waiting = bool(self._blocks or self._deletes)
             return out  # in clock order per writer: each applies after the one before
         deletes: updates.DeleteSet = {}
         for client in list(self._deletes):
@@ -134,5 +131,4 @@ class HeldParts:
         if deletes:
             data = updates.encode([], deletes)
             out.append(updates.Update(data, [], deletes, sum(map(len, deletes.values()))))
-        self.waiting = bool(self._blocks or self._deletes)
         return out

@@ -16,9 +16,9 @@ from typing import Any
 from pycrdt import merge_updates
 
 from . import updates, wire
-from .config import SV_ENTRIES_PER_ITEM, SyncConfig
+from .config import SyncConfig
 from .link import Link, Outgoing, Phase
-from .messages import Ack, Diff, Heartbeat, Hello, Links, Sync, Update
+from .messages import SV_ENTRIES_PER_ITEM, Ack, Diff, Heartbeat, Hello, Links, Sync, Update
 from .replica import StoreReplica
 from .wire import encode_message
 
@@ -45,8 +45,6 @@ class Outbox:
         self.pending_bytes = 0  # bytes of local deltas queued (for backpressure)
         self._split_cache: dict[int, tuple[bytes, list[tuple[bytes, int]]]] = {}  # one flush
         self._shared: dict[tuple[Any, ...], list[bytes]] = {}  # one flush
-        self._part_bytes = config.part_bytes
-        self._part_items = config.part_items
 
     def queue(self, name: str, deltas: list[tuple[bytes, int]]) -> None:
         """Local deltas of store ``name``, for every link at the next flush."""
@@ -65,7 +63,7 @@ class Outbox:
             # smaller on the wire and much cheaper to apply than many tiny ones.
             local, self._local = self._local, {}
             for name, deltas in local.items():
-                merged = _merge(deltas, self._part_bytes, self._part_items)
+                merged = _merge(deltas, self.config.part_bytes, self.config.part_items)
                 for link in links.values():
                     link.out.updates.setdefault(name, []).extend(merged)
         out: Frames = []
@@ -197,7 +195,7 @@ class Outbox:
         """``update`` (of at most ``items`` Yjs items) as is if it fits in a message part,
         else cut into parts; each with a bound on its items."""
         config = self.config
-        if len(update) <= self._part_bytes and items <= self._part_items:
+        if len(update) <= config.part_bytes and items <= config.part_items:
             return [(update, items)]
         cached = self._split_cache.get(id(update))
         if cached is not None and cached[0] is update:

@@ -28,10 +28,11 @@ from typing import Any
 from . import _statevector as sv
 from . import updates, wire
 from .budget import Budget
-from .config import SV_ENTRIES_PER_ITEM, VIOLATIONS, SyncConfig
+from .config import VIOLATIONS, SyncConfig
 from .events import EngineEvent, LinkDead, PeerMisbehaved
 from .link import Link, Phase
 from .messages import (
+    SV_ENTRIES_PER_ITEM,
     Ack,
     Diff,
     Heartbeat,
@@ -88,15 +89,16 @@ class SyncEngine:
         return replica
 
     def _remote_store(self, link: Link, name: str) -> StoreReplica | None:
+        """Store ``name`` as ``link``'s peer names it (created here if new and allowed)."""
         replica = self._stores.get(name)
-        if replica is not None:  # (the usual case, without a call)
+        if replica is not None:
             return replica
         try:
-            replica, new = self._stores.named_by_peer(name)
+            replica = self._stores.add_named_by_peer(name)
         except ValueError:
             self._violation(link, "bad_store_name")
             return None
-        if new:  # tell the other links too: store existence spreads like content
+        if replica is not None:  # tell the other links too: store existence spreads
             for other in self._links.values():
                 self._ack(other, name)
         return replica

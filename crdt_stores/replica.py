@@ -240,7 +240,7 @@ class StoreReplica:
         self._m.lamport = lamport
         # This replica knows what it changed: no need to decode its own observer events.
         self._local_done(self._m.add_local(entries))
-        if self._held.waiting:
+        if self._held:
             self._release_held()  # parts that waited for these clocks of ours
 
     def _append(
@@ -353,7 +353,7 @@ class StoreReplica:
             ready = self._held.admit(current, self.state_vector_dict())
             if ready is not None and self._apply_checked(*ready):
                 applied.append((ready[0], current.units))
-            if not queue and self._held.waiting:
+            if not queue and self._held:
                 queue.extend(self._held.take_released(self.state_vector_dict()))
         return applied
 

@@ -44,20 +44,17 @@ class Replicas(dict[str, StoreReplica]):
             raise ValueError(f"a meeting holds at most {self._config.max_stores} stores")
         return self._add(name), True
 
-    def named_by_peer(self, name: str) -> tuple[StoreReplica | None, bool]:
-        """Store ``name`` as a peer names it: created if new and there is room (None if
-        not); ``ValueError`` if it is not a store name. Returns it and whether it is new."""
-        replica = self.get(name)
-        if replica is not None:
-            return replica, False
+    def add_named_by_peer(self, name: str) -> StoreReplica | None:
+        """A store a peer names and this peer lacks: created if there is room (None if
+        not); ``ValueError`` if ``name`` is not a store name."""
         try:
             name = check_key(name, "store name")
         except TypeError:
             raise ValueError("not a store name") from None
         if len(self) >= self._config.max_stores:
             self._stats["stores_refused"] += 1
-            return None, False
-        return self._add(name), True
+            return None
+        return self._add(name)
 
     def write(self, name: str, operation: str, args: tuple[Any, ...]) -> StoreReplica:
         """A local write (``WRITE_OPERATIONS``); bad input raises and changes nothing."""

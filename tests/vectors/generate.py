@@ -1385,7 +1385,7 @@ def signal_vectors() -> list[dict[str, Any]]:
         payload = {
             "kind": kind,
             "session": "0123456789abcdef",
-            "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\n"
+            "sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
             "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n",
         }
         ts = 1_700_000_000.5 + index
