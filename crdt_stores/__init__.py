@@ -6,6 +6,7 @@ CRDT maps kept in sync with every other participant over WebRTC data channels.
 
 from .errors import AuthError, JoinError
 from .meeting import Meeting, PeerEvent
+from .mesh import MeshConfig
 from .store import Callback, Store, Stores, Subscription, Write
 from .values import StoreValue
 
@@ -16,6 +17,7 @@ __all__ = [
     "Callback",
     "JoinError",
     "Meeting",
+    "MeshConfig",
     "PeerEvent",
     "Store",
     "StoreValue",

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from .events import LinkDead, PeerMisbehaved, StoreAdded, StoreChanged
+from .mesh import MeshConfig, Topology
 from .protocol import SyncConfig, SyncEngine
 from .replica import StoreReplica
 from .transport.base import Transport
@@ -47,8 +48,16 @@ _WAITING_POLL = 0.05
 class Driver:
     """Runs one ``SyncEngine`` over one ``Transport`` on the running event loop."""
 
-    def __init__(self, config: SyncConfig, *, flush_interval: float, max_buffered: int) -> None:
+    def __init__(
+        self,
+        config: SyncConfig,
+        *,
+        flush_interval: float,
+        max_buffered: int,
+        mesh: MeshConfig | None = None,
+    ) -> None:
         self.config = config
+        self.topology = Topology(mesh)
         self.engine: SyncEngine | None = None
         self.transport: Transport | None = None
         self.state: State = "new"
@@ -210,6 +219,9 @@ class Driver:
             engine.peer_id = self.transport.peer_id  # settled by now (signaling)
         replaced = peer in engine.peers  # a new connection took over: no news
         engine.link_up(peer, self._now())
+        self.topology.link_up(peer)
+        if len(self.topology.linked) > self.topology.config.degree_high:
+            self._maintain_mesh()  # an accepted link past degree_high: another goes
         self._unreachable.discard(peer)
         if not replaced:
             self._emit("peer_joined", peer)
@@ -219,10 +231,28 @@ class Driver:
     def link_down(self, peer: str) -> None:
         if self.engine is None:
             return
+        self.topology.link_down(peer)
         if self.engine.link_down(peer):
             self._emit("peer_left", peer)
         self._check_synced()
         self._schedule_flush()
+        self._maintain_mesh()
+
+    def choose_links(self, present: list[str]) -> list[str]:
+        return self.topology.choose(present, self._now())
+
+    def accepts_link(self, peer: str) -> bool:
+        if self.state not in ("joining", "joined") or self.transport is None:
+            return False
+        return self.topology.accepts(peer, self.transport.room_size())
+
+    def retries_link(self, peer: str) -> bool:
+        transport = self.transport
+        return transport is None or not self.topology.bounded(transport.room_size())
+
+    def link_refused(self, peer: str) -> None:
+        self.topology.refused(peer, self._now())
+        self._maintain_mesh()
 
     def frame(self, peer: str, data: bytes) -> None:
         engine = self.engine
@@ -321,6 +351,9 @@ class Driver:
         if engine is None or self._loop is None or self.state != "joined":
             return
         deadline = engine.next_deadline()
+        mesh_deadline = self.topology.next_deadline()
+        if mesh_deadline is not None:
+            deadline = mesh_deadline if deadline is None else min(deadline, mesh_deadline)
         if self._waiters:
             poll = self._loop.time() + _WAITING_POLL
             deadline = poll if deadline is None else min(deadline, poll)
@@ -344,9 +377,26 @@ class Driver:
                 engine.tick(self._now())
                 self._dispatch()
                 self._flush()
+            self._maintain_mesh()
         except Exception:
             log.exception("error in the sync timer")
         self._reschedule()
+
+    def _maintain_mesh(self) -> None:
+        """Dial or drop links as the room's mesh needs (``mesh.Topology``)."""
+        transport = self.transport
+        if transport is None or self.state != "joined":
+            return
+        topology = self.topology
+        size = transport.room_size()
+        now = self._now()
+        if not topology.needs_attention(size, now):
+            return
+        assert self.engine is not None
+        for peer in topology.to_drop(size, self.engine.link_degrees()):
+            transport.drop_link(peer)
+        for peer in topology.to_dial(transport.present_peers(), now):
+            transport.dial(peer)
 
     # -- internals ------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from .driver import Driver, State
 from .errors import AuthError
+from .mesh import MeshConfig
 from .protocol import SyncConfig, SyncEngine
 from .store import Stores
 from .transport.base import Transport
@@ -43,6 +44,7 @@ class Meeting:
         flush_interval: float = 0.005,
         max_buffered_bytes: int = 4 * 1024 * 1024,
         transport_options: dict[str, Any] | None = None,
+        mesh: MeshConfig | None = None,
         **config: Any,
     ) -> None:
         if not isinstance(room, str) or not room:
@@ -67,6 +69,7 @@ class Meeting:
             SyncConfig(**config),
             flush_interval=float(flush_interval),
             max_buffered=int(max_buffered_bytes),
+            mesh=mesh,
         )
         self._stores = Stores(self._driver)
         self._driver.stores = self._stores
@@ -172,6 +175,14 @@ class Meeting:
         return [] if engine is None else engine.peers
 
     @property
+    def room_peers(self) -> list[str]:
+        """Ids of every other peer in the room as signaling lists them, linked or not.
+        In a small room these are ``peers``; in a large one (past
+        ``MeshConfig.full_mesh_max``) this peer links to a few of them only."""
+        transport = self._transport
+        return [] if transport is None else sorted(transport.present_peers())
+
+    @property
     def stores(self) -> Stores:
         self._driver.engine_or_raise()
         return self._stores
@@ -230,6 +241,11 @@ class Meeting:
         compare them with the peers you expect. With no link while signaling says
         others are in the room it waits: being cut off is not agreement. Raises
         ``TimeoutError`` after ``timeout`` seconds.
+
+        In a large room (a bounded mesh) the linked peers are this peer's
+        neighbours: it then means that they and this peer hold the same state at
+        that moment, so this peer's writes are on their way through the room (each
+        peer forwards what it applies). No peer can wait for the whole room.
         """
         return await self._driver.synced(timeout)
 

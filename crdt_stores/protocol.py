@@ -124,6 +124,10 @@ class SyncEngine:
     def peers(self) -> list[str]:
         return list(self._links)
 
+    def link_degrees(self) -> dict[str, int]:
+        """How many links each linked peer reported having (0 before its HELLO)."""
+        return {peer: len(link.remote_links or ()) for peer, link in self._links.items()}
+
     def link_up(self, peer: str, now: float) -> None:
         """A data channel to ``peer`` opened (a reconnect is just a new link)."""
         self._now = now

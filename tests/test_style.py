@@ -34,7 +34,7 @@ def test_tool_passes(command: list[str]) -> None:
 # the driver nothing of the user's objects, and pycrdt's and aiortc's private APIs are
 # each reached from one adapter module only.
 _CORE = {
-    "protocol", "link", "outbox", "repair", "config", "events", "wire", "messages",
+    "protocol", "link", "outbox", "repair", "mesh", "config", "events", "wire", "messages",
     "replica", "replicas", "mirror", "merge", "held", "updates", "_update_format",
     "_update_writing", "entries", "values",
     "_statevector", "budget", "_ydoc", "_lib0", "errors",

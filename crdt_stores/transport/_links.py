@@ -285,6 +285,8 @@ class Links:
         # One side re-offers, so retries cannot cross: the smaller peer id.
         if peer not in self._present or not self.peer_id < peer:
             return
+        if self._handler is not None and not self._handler.retries_link(peer):
+            return
         attempt = self._attempts.get(peer, 0) + 1
         self._attempts[peer] = attempt
         delay = min(self._retry_backoff * 2 ** (attempt - 1), 30.0)

@@ -23,6 +23,22 @@ class TransportHandler(Protocol):
     def signal_refused(self, peer: str, reason: str) -> None:
         """A signal claiming to come from ``peer`` was refused (forged, replayed, a flood)."""
 
+    def choose_links(self, present: list[str]) -> list[str]:
+        """Joining a room where ``present`` are: which of them to dial (``mesh``)."""
+        return present
+
+    def accepts_link(self, peer: str) -> bool:
+        """Whether to accept a link ``peer`` dials (a large room bounds each peer's links)."""
+        return True
+
+    def retries_link(self, peer: str) -> bool:
+        """Whether to reconnect a link to ``peer`` that failed (a large room's mesh
+        picks its own replacements instead)."""
+        return True
+
+    def link_refused(self, peer: str) -> None:
+        """``peer`` refused a link this peer dialed (it has all the links it takes)."""
+
 
 class Transport(ABC):
     """A mesh of links to the other peers of one room."""
@@ -50,6 +66,17 @@ class Transport(ABC):
     def present_peers(self) -> set[str]:
         """Other peers in the room as far as the transport knows (signaling), linked or not."""
         return set()
+
+    def room_size(self) -> int:
+        """Peers in the room, this one counted (cheaper than ``present_peers``)."""
+        return len(self.present_peers()) + 1
+
+    def dial(self, peer: str) -> None:  # noqa: B027 - optional hook
+        """Open a link to ``peer`` (a large room's mesh repairing itself)."""
+
+    def drop_link(self, peer: str) -> None:
+        """Close the link to ``peer`` for good (it is not reopened, unlike ``close_link``)."""
+        self.close_link(peer)
 
     def last_heard(self, peer: str) -> float | None:
         """When (``time.monotonic()``) the network last brought anything from ``peer``,

@@ -163,9 +163,21 @@ class MemoryNetwork:
     def _register(self, transport: MemoryTransport) -> None:
         members = self._rooms.setdefault(transport.room, {})
         members[transport.peer_id] = transport
-        for other in list(members):
-            if other != transport.peer_id:
-                self._connect((transport.room, frozenset((other, transport.peer_id))))
+        others = [other for other in members if other != transport.peer_id]
+        assert transport._handler is not None
+        for other in transport._handler.choose_links(others):
+            self._dial(transport, other)
+
+    def _dial(self, transport: MemoryTransport, peer: str) -> None:
+        """``transport`` asks for a link to ``peer``, which accepts it or refuses."""
+        target = self._rooms.get(transport.room, {}).get(peer)
+        key = (transport.room, frozenset((transport.peer_id, peer)))
+        if target is None or key in self._links:
+            return
+        if target._handler is not None and target._handler.accepts_link(transport.peer_id):
+            self._connect(key)
+        elif transport._handler is not None:
+            asyncio.get_running_loop().call_soon(transport._handler.link_refused, peer)
 
     def _unregister(self, transport: MemoryTransport) -> None:
         members = self._rooms.get(transport.room, {})
@@ -287,12 +299,23 @@ class MemoryTransport(Transport):
     def send(self, peer: str, data: bytes) -> None:
         self.network._deliver(self, peer, data)
 
+    def room_size(self) -> int:
+        return len(self.network._rooms.get(self.room, ()))
+
+    def dial(self, peer: str) -> None:
+        self.network._dial(self, peer)
+
+    def drop_link(self, peer: str) -> None:
+        self.network._close((self.room, frozenset((self.peer_id, peer))), graceful=True)
+
     def close_link(self, peer: str) -> None:
         self.network._close((self.room, frozenset((self.peer_id, peer))))
-        # A dead link comes back when both ends are still there, like a reconnect.
-        asyncio.get_running_loop().call_soon(
-            self.network._connect, (self.room, frozenset((self.peer_id, peer)))
-        )
+        # A dead link comes back when both ends are still there, like a reconnect
+        # (in a large room the mesh picks its own replacement instead).
+        if self._handler is None or self._handler.retries_link(peer):
+            asyncio.get_running_loop().call_soon(
+                self.network._connect, (self.room, frozenset((self.peer_id, peer)))
+            )
 
     async def close(self) -> None:
         self.network._unregister(self)

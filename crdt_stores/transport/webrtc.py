@@ -122,7 +122,7 @@ class WebRTCTransport(Links, Transport):
         peers = await self._signaling.join()
         self.peer_id = self._signaling.peer_id or ""
         self._present.update(peers)
-        for peer in peers:
+        for peer in handler.choose_links(peers):  # all of a small room, a few of a large one
             self._connect(peer)
         waiting = [p.ready for p in self._peers.values()]
         if waiting:
@@ -167,6 +167,19 @@ class WebRTCTransport(Links, Transport):
                 waits.append(_event(link.channel, "bufferedamountlow"))
         if waits:
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=30.0)
+
+    def room_size(self) -> int:
+        return len(self._present - {self.peer_id}) + 1
+
+    def dial(self, peer: str) -> None:
+        if peer in self._present and peer not in self._peers:
+            self._connect(peer)
+
+    def drop_link(self, peer: str) -> None:
+        self._drop_spares(peer)
+        link = self._peers.get(peer)
+        if link is not None:
+            self._teardown(link, retry=False)
 
     def close_link(self, peer: str) -> None:
         self._drop_spares(peer)
@@ -228,6 +241,9 @@ class WebRTCTransport(Links, Transport):
         kind = data.get("kind")
         session = data.get("session")
         sdp = data.get("sdp")
+        if kind == "busy" and isinstance(session, str):
+            self._busy(peer, session)
+            return
         if not isinstance(session, str) or not isinstance(sdp, str) or len(session) > 64:
             self._refuse(peer, "malformed signal")
             return
@@ -263,6 +279,11 @@ class WebRTCTransport(Links, Transport):
         if not self._take_offer_budget(peer):
             self._refuse(peer, "offers too often")
             return
+        if self._handler is not None and not self._handler.accepts_link(peer):
+            # A large room's peer at its degree_high: say so, the offerer tries another.
+            self._count("offers_declined")
+            self._spawn(self._send_busy(peer, session))
+            return
         # A new offer while we answer an older one, or while our side of a link is
         # open: the peer started a further attempt (its side had not opened, or it
         # lost the link). Keep what we have until the new one opens: tearing down
@@ -275,6 +296,23 @@ class WebRTCTransport(Links, Transport):
         self._count("offers_answered")
         answering = self._new_peer(peer, offerer=False, session=session, spare=spare)
         self._spawn(self._answer(answering, sdp), answering)
+
+    def _busy(self, peer: str, session: str) -> None:
+        """``peer`` declined our offer (it has all the links it takes): no retry."""
+        for attempt in self._tries(peer):
+            if attempt.offerer and attempt.session == session and not attempt.opened:
+                self._count("offers_declined_by_peer")
+                self._teardown(attempt, retry=False)
+                if self._handler is not None and peer not in self._peers:
+                    self._handler.link_refused(peer)
+                return
+
+    async def _send_busy(self, peer: str, session: str) -> None:
+        assert self._signaling is not None
+        payload: dict[str, Any] = {"kind": "busy", "session": session, "sdp": ""}
+        if self._sealer is not None:
+            payload = self._sealer.seal(self.peer_id, peer, payload, time.time())
+        await self._signaling.signal(peer, payload)
 
     def _make_room_for_a_negotiation(self) -> None:
         """At the cap, give up the oldest negotiation whose ICE has not connected.
@@ -320,9 +358,13 @@ class WebRTCTransport(Links, Transport):
 
     def signaling_restored(self, peers: list[str]) -> None:
         self._present = set(peers)
-        for peer in peers:
+        if self._handler is None:
+            return
+        # Registered again as a newcomer: offer to whom we lack (all of a small room;
+        # in a large one, only if this peer is short of links).
+        for peer in self._handler.choose_links(sorted(self._present - {self.peer_id})):
             if peer not in self._peers:
-                self._connect(peer)  # registered again as a newcomer: offer to whom we lack
+                self._connect(peer)
 
 
 async def _closed(channel: RTCDataChannel) -> None:
