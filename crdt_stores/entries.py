@@ -125,6 +125,8 @@ def parse_entry(blob: bytes, max_value_bytes: int) -> ParsedEntry:
     key, op, payload, lamport = item
     if type(key) is not str or not key or key == WILDCARD:
         raise EntryError("bad key")
+    if type(op) is not int or not SET <= op <= DELETE:  # (not a bool, float or simple value)
+        raise EntryError("op is not an unsigned integer from 0 to 3")
     if type(lamport) is not int or not 0 <= lamport <= LAMPORT_MAX:
         raise EntryError("lamport clock out of the unsigned 64-bit range")
     if len(key) > MAX_KEY_BYTES // 4 and len(key.encode()) > MAX_KEY_BYTES:
@@ -140,10 +142,8 @@ def parse_entry(blob: bytes, max_value_bytes: int) -> ParsedEntry:
         ok = type(payload) is dict and (flat_and_plain(payload) or is_valid(payload))
     elif op == APPEND:
         ok = type(payload) is list and is_valid(payload)
-    elif op == DELETE:
-        ok = payload is None
     else:
-        ok = False
+        ok = payload is None
     if not ok:
         raise EntryError("payload is not a store value for this operation")
     return key, op, payload, lamport

@@ -16,7 +16,7 @@ import binascii
 import json
 import os
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -106,8 +106,9 @@ class SignalSealer:
         text = data.get("sealed")
         if not isinstance(text, str):
             raise SealError("unsealed signal (this room uses a room key)")
-        if data.get("v") != VERSION:
-            raise SealError(f"unknown seal version {data.get('v')!r}")
+        version = data.get("v")
+        if type(version) not in (int, float) or version != VERSION:  # (true is not 1)
+            raise SealError("unknown seal version (v is not the number 1)")
         if len(text) > MAX_SEALED_CHARS:
             raise SealError("sealed signal too large")
         try:
@@ -127,7 +128,7 @@ class SignalSealer:
                 "on the way)"
             ) from None
         try:
-            body = json.loads(plain)
+            body = json.loads(plain, parse_constant=_no_constant)
             stamp = body["ts"]
             payload = body["payload"]
         except (ValueError, KeyError, TypeError):
@@ -152,3 +153,9 @@ class SignalSealer:
             if oldest_stamp >= now - self.window:
                 # Forgotten while still within the window: refuse its stamp and older from now.
                 self._floor = max(self._floor, oldest_stamp)
+
+
+def _no_constant(name: str) -> NoReturn:
+    """``json.loads`` reads ``NaN``, ``Infinity`` and ``-Infinity``, which are not JSON (a
+    NaN ``ts`` would pass the window check): refused, as ``JSON.parse`` refuses them."""
+    raise ValueError(f"{name} is not JSON")

@@ -17,9 +17,10 @@ update format, and accepted only if it describes the layout of a store:
 * Deletions never remove an array: clock 0 is clipped out of delete ranges.
 
 Anything else (other content types, ``Skip`` structs, clocks past Yrs' u32 range,
-client ids past 53 bits, trailing bytes) raises ``InvalidUpdate``. Writing updates
-(re-encoding subsets of one, splitting big ones into bounded parts) is in
-``_update_writing``, re-exported here: ``updates`` is the one module to import.
+client ids past 53 bits, varuints not in their shortest form, trailing bytes) raises
+``InvalidUpdate``. Writing updates (re-encoding subsets of one, splitting big ones into
+bounded parts) is in ``_update_writing``, re-exported here: ``updates`` is the one
+module to import.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class _Reader:
                 return first
             second = data[pos + 1]
             if second < 0x80:
+                if not second:
+                    raise InvalidUpdate("non-minimal varuint")
                 self.pos = pos + 2
                 return (first & 0x7F) | second << 7
         # Longer values (client ids are 7-8 bytes): the same loop as read_varuint, inline.
@@ -98,6 +101,8 @@ class _Reader:
             pos += 1
             result |= (byte & 0x7F) << shift
             if byte < 0x80:
+                if not byte and shift:  # lib0 writes no leading zero groups (81 00 for 1)
+                    raise InvalidUpdate("non-minimal varuint")
                 if result >> 53:
                     raise InvalidUpdate("varuint over 53 bits")
                 self.pos = pos

@@ -188,8 +188,11 @@ def decode_frame(
         raise ProtocolError("malformed", str(exc)) from None
     if type(item) is not list or len(item) < 2 or type(item[1]) is not int:
         raise ProtocolError("malformed", "a message is a CBOR array [version, kind, ...]")
-    if item[0] != PROTOCOL_VERSION:
-        raise ProtocolError("unsupported_version", f"protocol version {item[0]!r} is not supported")
+    version = item[0]
+    if type(version) is not int or version < 0:  # (not a bool, float or simple value)
+        raise ProtocolError("malformed", "the protocol version is not an unsigned integer")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError("unsupported_version", f"protocol version {version} is not supported")
     return parse(item[1], item[2:])
 
 

@@ -256,6 +256,8 @@ BAD_FRAMES = [
     ("truncated", cbor2.dumps([1, 3, {"s": [b"x"]}, {}])[:-3], "malformed"),
     ("not an array", cbor2.dumps({"kind": 3}), "malformed"),
     ("wrong version", cbor2.dumps([99, 3, {}, {}]), "unsupported_version"),
+    ("version true", cbor2.dumps([True, 5]), "malformed"),
+    ("version 1.0", b"\x82\xfb\x3f\xf0" + bytes(6) + b"\x05", "malformed"),
     ("update not a map", cbor2.dumps([1, 3, [b"x"], {}]), "malformed"),
     ("delta not bytes", cbor2.dumps([1, 3, {"s": ["text"]}, {}]), "malformed"),
     ("bad state vector", cbor2.dumps([1, 4, {"s": b"\xff\xff"}]), "malformed_state"),
@@ -266,6 +268,19 @@ BAD_FRAMES = [
     ("unknown kind", cbor2.dumps([1, 42, "future"]), "unknown_kind"),
     ("nested too deep", b"\x81" * 100 + b"\x00", "malformed"),
 ]
+
+
+def test_the_version_is_an_unsigned_integer_of_any_length() -> None:
+    for version in ("01", "1801", "190001", "1b0000000000000001"):
+        assert wire.decode_frame(bytes.fromhex(f"82{version}05")).kind == wire.HEARTBEAT
+    for version in ("02", "1bffffffffffffffff"):
+        with pytest.raises(wire.ProtocolError) as refused:
+            wire.decode_frame(bytes.fromhex(f"82{version}05"))
+        assert refused.value.reason == "unsupported_version"
+    for version in ("f5", "f93c00", "fa3f800000", "fb3ff0000000000000", "e1", "20", "6131"):
+        with pytest.raises(wire.ProtocolError, match="not an unsigned integer") as refused:
+            wire.decode_frame(bytes.fromhex(f"82{version}05"))
+        assert refused.value.reason == "malformed"
 
 
 @pytest.mark.parametrize(("label", "frame", "counter"), BAD_FRAMES, ids=[b[0] for b in BAD_FRAMES])

@@ -88,6 +88,24 @@ def test_tampered_replayed_stale_and_plain_signals_are_refused() -> None:
         bob.open("alice", "bob", PAYLOAD, now=1000.0)
 
 
+def test_v_is_the_number_1_and_the_plaintext_strict_json() -> None:
+    """As JavaScript reads JSON: 1.0 is the number 1; true is not; NaN is not JSON."""
+    alice, bob = SignalSealer(KEY, "room"), SignalSealer(KEY, "room")
+    sealed = alice.seal("alice", "bob", PAYLOAD, now=1000.0)
+    for v in (True, "1", None, 2, [1]):
+        with pytest.raises(SealError, match="unknown seal version"):
+            bob.open("alice", "bob", {**sealed, "v": v}, now=1000.0)
+    written_as_float = json.loads(json.dumps(sealed).replace('"v": 1', '"v": 1.0'))
+    assert written_as_float["v"] == 1.0 and type(written_as_float["v"]) is float
+    assert bob.open("alice", "bob", written_as_float, now=1000.0) == PAYLOAD
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        nonce = secrets.token_bytes(12)
+        plain = f'{{"ts":{constant},"payload":{{}}}}'.encode()
+        raw = nonce + bob._aead.encrypt(nonce, plain, bob._associated("alice", "bob"))
+        with pytest.raises(SealError, match="holds no payload"):
+            bob.open("alice", "bob", {"v": 1, "sealed": base64.b64encode(raw).decode()}, 1000.0)
+
+
 def test_replay_protection_is_bounded_and_still_holds() -> None:
     alice, bob = SignalSealer(KEY, "room"), SignalSealer(KEY, "room", max_seen=8)
     sealed = [alice.seal("alice", "bob", PAYLOAD, now=1000.0 + i) for i in range(40)]

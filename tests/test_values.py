@@ -8,6 +8,7 @@ from enum import IntEnum
 
 import pytest
 
+from crdt_stores.entries import EntryError, parse_entry
 from crdt_stores.values import (
     MAX_DEPTH,
     copy_value,
@@ -148,3 +149,18 @@ def test_digest_ignores_dict_order_but_not_types() -> None:
     assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
     assert digest({"a": 1}) != digest({"a": 1.0})
     assert digest([True]) != digest([1])
+
+
+def test_an_entry_op_is_an_unsigned_integer_from_0_to_3() -> None:
+    # ["k", op, payload, 1], the op in any length; as js/test/values.test.js checks it
+    for op, payload, expected in [
+        ("1800", "01", 0),
+        ("190001", "a0", 1),
+        ("1a00000002", "80", 2),
+        ("1b0000000000000003", "f6", 3),
+    ]:
+        assert parse_entry(bytes.fromhex(f"84616b{op}{payload}01"), 64)[1] == expected
+    for op in ("f4", "f5", "fb4000000000000000", "f98000", "e3", "04", "20", "6130"):
+        with pytest.raises(EntryError) as refused:
+            parse_entry(bytes.fromhex(f"84616b{op}f601"), 64)
+        assert str(refused.value) == "op is not an unsigned integer from 0 to 3"

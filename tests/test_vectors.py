@@ -340,6 +340,21 @@ def test_signal_vector(vector: dict[str, Any]) -> None:
         other.open(vector["recipient"], vector["sender"], vector["data"], vector["ts"])
 
 
+@pytest.mark.parametrize("vector", INDEX["invalid_signals"], ids=ids("invalid_signals"))
+def test_invalid_signal_vector(vector: dict[str, Any]) -> None:
+    sealer = SignalSealer(vector["room_key"], vector["room"])
+    with pytest.raises(SealError) as refused:
+        sealer.open(vector["sender"], vector["recipient"], vector["data"], vector["now"])
+    assert vector["detail"] in refused.value.reason
+    # The seal itself is sound: the plaintext is what it holds.
+    sealed = base64.b64decode(vector["data"]["sealed"], validate=True)
+    key = derive_key(vector["room_key"], vector["room"])
+    names = [vector["room"], vector["sender"], vector["recipient"]]
+    aad = json.dumps(["crdt-stores-signal", 1, *names])
+    plain = ChaCha20Poly1305(key).decrypt(sealed[:12], sealed[12:], aad.encode())
+    assert plain.decode() == vector["plaintext"]
+
+
 # -- the files are what the generator writes ---------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 // writers append to their arrays. Entries from peers are checked by `parseEntry` before
 // Yjs ever sees them, with the same limits and the same decisions as the reference.
 
-import { CborError, Float, Simple, decode, encode, isPlainObject } from "./cbor.js";
+import { CborError, decode, encode, isPlainObject } from "./cbor.js";
 import {
   DEFAULT_MAX_VALUE_BYTES,
   MAX_KEY_BYTES,
@@ -42,20 +42,11 @@ function headLength(n) {
 }
 
 /**
- * The op a decoded `op` field stands for, or -1. The reference compares it with
- * Python's `==`, so `false`/`true`, the floats 0.0 to 3.0 and the simple values 0 to 3
- * (`e0`-`e3`) count as the ops 0 to 3: accepted here alike, so that every peer accepts
- * the same entries.
+ * Whether a decoded `op` field is an op: a CBOR unsigned integer from 0 to 3 (of any
+ * length: `18 01` is op 1). A bool, a float (even 1.0) or a simple value is not.
  */
-function opOf(item) {
-  if (typeof item === "number") return item >= 0 && item <= 3 ? item : -1;
-  if (typeof item === "boolean") return item ? 1 : 0;
-  if (item instanceof Simple) return item.value <= 3 ? item.value : -1;
-  if (item instanceof Float) {
-    const n = item.value;
-    return n === 0 || n === 1 || n === 2 || n === 3 ? n : -1; // (-0 === 0)
-  }
-  return -1;
+function isOp(item) {
+  return typeof item === "number" && item >= SET && item <= DELETE;
 }
 
 /**
@@ -80,9 +71,12 @@ export function parseEntry(blob, maxValueBytes) {
   if (!Array.isArray(item) || item.length !== 4) {
     throw new EntryError("an entry is [key, op, payload, lamport]");
   }
-  const [key, rawOp, payload, lamport] = item;
+  const [key, op, payload, lamport] = item;
   if (typeof key !== "string" || !key || key === WILDCARD) {
     throw new EntryError("bad key");
+  }
+  if (!isOp(op)) {
+    throw new EntryError("op is not an unsigned integer from 0 to 3");
   }
   if (!(typeof lamport === "number" && lamport >= 0) && !(typeof lamport === "bigint" && lamport >= 0n)) {
     throw new EntryError("lamport clock out of the unsigned 64-bit range");
@@ -98,13 +92,11 @@ export function parseEntry(blob, maxValueBytes) {
       throw new EntryError(`value of ${payloadBytes} bytes is over the limit ${maxValueBytes}`);
     }
   }
-  const op = opOf(rawOp);
   let ok;
   if (op === SET) ok = isValid(payload);
   else if (op === MERGE) ok = payload instanceof Map && isValid(payload);
   else if (op === APPEND) ok = Array.isArray(payload) && isValid(payload);
-  else if (op === DELETE) ok = payload === null;
-  else ok = false;
+  else ok = payload === null;
   if (!ok) {
     throw new EntryError("payload is not a store value for this operation");
   }

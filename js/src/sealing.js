@@ -204,8 +204,9 @@ export class SignalSealer {
   open(sender, recipient, data, now) {
     const text = data?.sealed;
     if (typeof text !== "string") throw new SealError("unsealed signal (this room uses a room key)");
-    if (data.v !== VERSION && data.v !== true) {
-      throw new SealError(`unknown seal version ${JSON.stringify(data.v) ?? "None"}`);
+    if (data.v !== VERSION) {
+      // (a number: JSON's 1.0 is the number 1 here and in the reference; true is not)
+      throw new SealError("unknown seal version (v is not the number 1)");
     }
     if (text.length > MAX_SEALED_CHARS) throw new SealError("sealed signal too large");
     const raw = fromBase64(text);
@@ -224,6 +225,7 @@ export class SignalSealer {
     let stamp;
     let payload;
     try {
+      // (JSON.parse refuses NaN and Infinity, which are not JSON; so does the reference)
       const body = JSON.parse(UTF8_DECODER.decode(plain));
       stamp = body.ts;
       payload = body.payload;

@@ -10,8 +10,9 @@
 //   deleted content, or a garbage-collected range;
 // * every origin is an earlier entry of C; an item without origins has the array
 //   (C, 0) as parent;
-// * clocks stay within 2^32 - 1, client ids within 2^53 - 1, and nothing follows the
-//   delete set; delete ranges never cover an array (clock 0 is clipped out).
+// * clocks stay within 2^32 - 1, client ids within 2^53 - 1, varuints are in their
+//   shortest form, and nothing follows the delete set; delete ranges never cover an
+//   array (clock 0 is clipped out).
 //
 // The decisions, the reasons (`bad_update`, `too_many_items`) and the messages are the
 // reference's (crdt_stores/updates.py), check for check.
@@ -61,7 +62,7 @@ class Reader {
     return this.data[this.pos++];
   }
 
-  /** A lib0 varuint of at most 53 bits (and 9 bytes). */
+  /** A lib0 varuint of at most 53 bits (and 9 bytes), in its shortest form. */
   uint() {
     const { data } = this;
     let pos = this.pos;
@@ -71,6 +72,8 @@ class Reader {
       const byte = data[pos++];
       result += (byte & 0x7f) * 2 ** shift; // (exact below 2^53, which is all we keep)
       if (byte < 0x80) {
+        // lib0 writes no leading zero groups (`81 00` for 1)
+        if (byte === 0 && shift > 0) throw new InvalidUpdate("non-minimal varuint");
         if (result > MAX_CLIENT) throw new InvalidUpdate("varuint over 53 bits");
         this.pos = pos;
         return result;

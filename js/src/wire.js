@@ -4,7 +4,7 @@
 // (with the §11 reason) for anything malformed; `Reassembler` puts CHUNK frames back
 // together and inflates COMPRESSED messages, within their limits.
 
-import { CborError, Float, Simple, decode, encode as encodeCbor } from "./cbor.js";
+import { CborError, decode, encode as encodeCbor } from "./cbor.js";
 import {
   CHUNK,
   COMPRESSED,
@@ -138,16 +138,9 @@ export function countItems(data, limit) {
   return count;
 }
 
-/**
- * The version field as the reference compares it (Python's `!=`): the integer 1, and
- * also `true`, the float 1.0 and the simple value 1 (`e1`), are version 1.
- */
-function isVersion1(item) {
-  return (
-    item === 1 ||
-    item === true ||
-    ((item instanceof Float || item instanceof Simple) && item.value === PROTOCOL_VERSION)
-  );
+/** A CBOR unsigned integer (major type 0): never a bool, a float or a simple value. */
+function isUnsigned(item) {
+  return (typeof item === "number" && item >= 0) || (typeof item === "bigint" && item >= 0n);
 }
 
 /**
@@ -178,19 +171,14 @@ export function decodeFrame(frame, maxFrame = MAX_FRAME_BYTES) {
   ) {
     throw new ProtocolError("malformed", "a message is a CBOR array [version, kind, ...]");
   }
-  if (!isVersion1(item[0])) {
-    throw new ProtocolError("unsupported_version", `protocol version ${describe(item[0])} is not supported`);
+  const version = item[0];
+  if (!isUnsigned(version)) {
+    throw new ProtocolError("malformed", "the protocol version is not an unsigned integer");
+  }
+  if (version !== PROTOCOL_VERSION) {
+    throw new ProtocolError("unsupported_version", `protocol version ${version} is not supported`);
   }
   return parseMessage(item[1], item.slice(2));
-}
-
-function describe(value) {
-  if (typeof value === "string") return JSON.stringify(value);
-  if (value instanceof Float) return String(value.value);
-  if (value instanceof Simple) return `CBORSimpleValue(${value.value})`;
-  if (value instanceof Uint8Array) return "a byte string";
-  if (value instanceof Map) return "a map";
-  return Array.isArray(value) ? "an array" : String(value);
 }
 
 /**

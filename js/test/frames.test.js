@@ -267,12 +267,21 @@ describe("invalid_frames vectors", () => {
   }
 });
 
-test("the version and kind are compared as the reference compares them", () => {
-  // Python's `!=`: true, 1.0 and simple(1) are version 1 too; the kind must be an integer.
-  for (const version of ["01", "f5", "f93c00", "e1"]) {
+test("the version and the kind are integers", () => {
+  // The version is an unsigned integer of any length: 1 is version 1, another is unsupported.
+  for (const version of ["01", "1801", "190001", "1b0000000000000001"]) {
     assert.deepEqual(decodeFrame(fromHex(`82${version}05`)), { kind: 5 });
   }
-  assert.throws(() => decodeFrame(fromHex("820205")), { reason: "unsupported_version" });
+  for (const version of ["02", "1bffffffffffffffff"]) {
+    assert.throws(() => decodeFrame(fromHex(`82${version}05`)), { reason: "unsupported_version" });
+  }
+  // Not an unsigned integer (true, 1.0 in any precision, simple(1), -1, "1"): malformed.
+  for (const version of ["f5", "f93c00", "fa3f800000", "fb3ff0000000000000", "e1", "20", "6131"]) {
+    assert.throws(() => decodeFrame(fromHex(`82${version}05`)), {
+      reason: "malformed",
+      message: "the protocol version is not an unsigned integer",
+    });
+  }
   assert.throws(() => decodeFrame(fromHex("8201f94500")), { reason: "malformed" }); // kind 5.0
   assert.deepEqual(decodeFrame(fromHex("83011863f6")), { kind: 99 }); // unknown: ignored
 });

@@ -48,6 +48,33 @@ describe("signals vectors", () => {
   }
 });
 
+describe("invalid_signals vectors", () => {
+  for (const vector of INDEX.invalid_signals) {
+    test(vector.name, async () => {
+      const sealer = await SignalSealer.create(vector.room_key, vector.room);
+      assert.throws(
+        () => sealer.open(vector.sender, vector.recipient, vector.data, vector.now),
+        (error) => error instanceof SealError && error.reason.includes(vector.detail),
+      );
+      // The seal itself is sound: the plaintext is what it holds.
+      const key = await deriveKey(vector.room_key, vector.room);
+      const sealed = new Uint8Array(Buffer.from(vector.data.sealed, "base64"));
+      const aad = associatedData(vector.room, vector.sender, vector.recipient);
+      const plain = chacha20poly1305(key, sealed.subarray(0, 12), aad).decrypt(sealed.subarray(12));
+      assert.equal(new TextDecoder().decode(plain), vector.plaintext);
+    });
+  }
+});
+
+test("v is the number 1: JSON's 1.0 is that number too", async () => {
+  const sealer = await SignalSealer.create("key", "room");
+  const now = 1_700_000_000;
+  const data = sealer.seal("a", "b", { n: 1 }, now);
+  assert.deepEqual(sealer.open("a", "b", JSON.parse(JSON.stringify(data).replace('"v":1', '"v":1.0')), now), {
+    n: 1,
+  });
+});
+
 test("the associated data is Python's json.dumps, non-ASCII escaped", () => {
   assert.equal(
     pythonJson(["crdt-stores-signal", 1, 'café ☕ 𝄞\u007f"\\\n', "bob", "alice"]),
@@ -65,7 +92,10 @@ test("signals that are not sealed seals of this room are refused", async () => {
   const data = sealer.seal("a", "b", { kind: "offer", session: "s", sdp: "" }, now);
   const reasons = [
     [{ kind: "offer", session: "s", sdp: "" }, "unsealed"],
-    [{ ...data, v: 2 }, "unknown seal version 2"],
+    [{ ...data, v: 2 }, "unknown seal version (v is not the number 1)"],
+    [{ ...data, v: true }, "unknown seal version"],
+    [{ ...data, v: "1" }, "unknown seal version"],
+    [{ ...data, v: null }, "unknown seal version"],
     [{ v: 1, sealed: "x".repeat(48 * 1024 + 1) }, "too large"],
     [{ v: 1, sealed: "AAAA=A==" }, "not base64"],
     [{ v: 1, sealed: "QUJD" }, "too short"],

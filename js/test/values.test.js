@@ -144,16 +144,22 @@ test("entries: written as the reference writes them, parsed as it parses them", 
   assert.throws(() => encodeEntry("*", 0, 1, 1), RangeError);
   assert.throws(() => encodeEntry("k", 1, [1], 1), TypeError);
   assert.throws(() => encodeEntry("k", 0, "x".repeat(100), 1, 64), /encodes to 102 bytes/);
-  // The reference compares the op with Python's `==`: false, true, 2.0 and simple(3) are ops too.
+  // The op is an unsigned integer from 0 to 3, of any length; false, true, 2.0 and simple(3)
+  // are not ops.
   for (const [op, payload, expected] of [
-    ["f4", "01", 0],
-    ["f5", "a0", 1],
-    ["fb4000000000000000", "80", 2],
-    ["e3", "f6", 3],
+    ["1800", "01", 0],
+    ["190001", "a0", 1],
+    ["1a00000002", "80", 2],
+    ["1b0000000000000003", "f6", 3],
   ]) {
     assert.equal(parseEntry(fromHex(`84616b${op}${payload}01`), 64).op, expected); // ["k", op, payload, 1]
   }
-  assert.throws(() => parseEntry(fromHex("84616b04f601"), 64), EntryError); // op 4
+  for (const op of ["f4", "f5", "fb4000000000000000", "f98000", "e3", "04", "20", "6130"]) {
+    assert.throws(
+      () => parseEntry(fromHex(`84616b${op}f601`), 64),
+      (error) => error instanceof EntryError && error.message === "op is not an unsigned integer from 0 to 3",
+    );
+  }
   assert.throws(() => parseEntry(fromHex("84616b0001f5"), 64), /lamport/); // lamport true
 });
 

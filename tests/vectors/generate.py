@@ -36,6 +36,7 @@ from crdt_stores import updates as yupdates
 from crdt_stores import wire
 from crdt_stores.messages import Chunk, Compressed
 from crdt_stores.replica import StoreReplica
+from crdt_stores.sealing import SealError, SignalSealer
 from crdt_stores.values import same_value
 from tests.helpers import attacks
 
@@ -763,6 +764,33 @@ def invalid_update_vectors() -> list[dict[str, Any]]:
         "trailing bytes after the update",
     )
     add(
+        "non_minimal_client_id",
+        "encoding",
+        "Writer 5's block names its client id as 85 80 00: 5 with two zero groups (lib0"
+        " varuints are in their shortest form).",
+        b"\x01\x02\x85\x80\x00" + own(5, good_entry)[3:],
+        "non-minimal varuint",
+    )
+    appended = entries_struct(5, 1, [good_entry])
+    assert appended.endswith(b"\x74" + bytes([len(good_entry)]) + good_entry)
+    long_length = appended[: -len(good_entry) - 1] + bytes([0x80 | len(good_entry), 0])
+    add(
+        "non_minimal_entry_length",
+        "encoding",
+        f"An entry's Uint8Array length written as {0x80 | len(good_entry):02x} 00 (two bytes"
+        f" for {len(good_entry)}).",
+        update([(5, 0, [array_struct(5), long_length + good_entry])]),
+        "non-minimal varuint",
+    )
+    add(
+        "non_minimal_delete_clock",
+        "encoding",
+        "A delete range of writer 1 whose clock 1 is written 81 00.",
+        b"\x00\x01" + varuint(A) + b"\x01\x81\x00\x01",
+        "non-minimal varuint",
+        before=set_file,
+    )
+    add(
         "repeated_client_block",
         "encoding",
         "Two blocks of the same client in one update.",
@@ -822,7 +850,37 @@ def invalid_update_vectors() -> list[dict[str, Any]]:
         ("entry_wildcard_key", "the key '*'", entry("*", 0, 1, 1), "bad key"),
         ("entry_empty_key", "the key ''", entry("", 0, 1, 1), "bad key"),
         ("entry_key_too_long", "a key of 1025 bytes", entry("k" * 1025, 0, 1, 1), "key longer"),
-        ("entry_unknown_op", "op 4", entry("k", 4, 1, 1), "payload"),
+        ("entry_unknown_op", "op 4", entry("k", 4, 1, 1), "op is not"),
+        (
+            "entry_op_false",
+            "the op false (not the integer 0)",
+            entry("k", False, 1, 1),
+            "op is not",
+        ),
+        (
+            "entry_op_true",
+            "the op true (not the integer 1), with a map payload",
+            bytes.fromhex("84616b" + "f5" + "a0" + "01"),
+            "op is not",
+        ),
+        (
+            "entry_op_float",
+            "the op 2.0, a float (not the integer 2), with an array payload",
+            bytes.fromhex("84616b" + "fb4000000000000000" + "80" + "01"),
+            "op is not",
+        ),
+        (
+            "entry_op_negative_zero",
+            "the op -0.0, a half-precision float (not the integer 0)",
+            bytes.fromhex("84616b" + "f98000" + "01" + "01"),
+            "op is not",
+        ),
+        (
+            "entry_op_simple",
+            "the op simple(3), a CBOR simple value (not the integer 3), with a null payload",
+            bytes.fromhex("84616b" + "e3" + "f6" + "01"),
+            "op is not",
+        ),
         ("entry_merge_not_dict", "op 1 (merge) with a list", entry("k", 1, [1], 1), "payload"),
         (
             "entry_append_not_list",
@@ -1166,6 +1224,20 @@ def invalid_frame_vectors() -> list[dict[str, Any]]:
         [cbor2.dumps([2, 5])],
         "protocol version 2",
     )
+    for name, version, what in [
+        ("version_true", "f5", "true"),
+        ("version_float", "f93c00", "the float 1.0 (half precision)"),
+        ("version_simple", "e1", "the simple value 1"),
+        ("version_negative", "20", "the negative integer -1"),
+    ]:
+        add(
+            name,
+            "decode",
+            "malformed",
+            f"A HEARTBEAT whose version is {what}: the version is an unsigned integer.",
+            [bytes.fromhex("82" + version + "05")],
+            "the protocol version is not an unsigned integer",
+        )
     add(
         "tagged_bytes",
         "decode",
@@ -1365,6 +1437,36 @@ def invalid_frame_vectors() -> list[dict[str, Any]]:
 # -- sealed signals -------------------------------------------------------------------------
 
 
+ROOM_KEY = "3q2-7wAAAAA-EXAMPLE-ROOM-KEY-b64url-text"
+SIGNAL_PAYLOAD = {
+    "kind": "offer",
+    "session": "0123456789abcdef",
+    "sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+    "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n",
+}
+
+
+def _signal_key(room: str) -> bytes:
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=b"crdt-stores signaling key v1",
+        info=b"signal\x00" + room.encode(),
+    )
+    return hkdf.derive(ROOM_KEY.encode())
+
+
+def _signal_aad(room: str, sender: str, recipient: str) -> str:
+    names = ", ".join(json.dumps(part) for part in (room, sender, recipient))
+    return f'["crdt-stores-signal", 1, {names}]'
+
+
+def _sealed(room: str, sender: str, recipient: str, plaintext: str, nonce: bytes) -> str:
+    aad = _signal_aad(room, sender, recipient).encode()
+    sealed = nonce + ChaCha20Poly1305(_signal_key(room)).encrypt(nonce, plaintext.encode(), aad)
+    return base64.b64encode(sealed).decode()
+
+
 def signal_vectors() -> list[dict[str, Any]]:
     vectors = []
     cases = [
@@ -1372,42 +1474,87 @@ def signal_vectors() -> list[dict[str, Any]]:
         ("sealed_answer_unicode_room", "caf\u00e9 \u2615", "bob", "alice", "answer"),
     ]
     for index, (name, room, sender, recipient, kind) in enumerate(cases):
-        room_key = "3q2-7wAAAAA-EXAMPLE-ROOM-KEY-b64url-text"
-        hkdf = HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=b"crdt-stores signaling key v1",
-            info=b"signal\x00" + room.encode(),
-        )
-        key = hkdf.derive(room_key.encode())
-        names = ", ".join(json.dumps(part) for part in (room, sender, recipient))
-        aad = f'["crdt-stores-signal", 1, {names}]'
-        payload = {
-            "kind": kind,
-            "session": "0123456789abcdef",
-            "sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
-            "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n",
-        }
+        payload = {**SIGNAL_PAYLOAD, "kind": kind}
         ts = 1_700_000_000.5 + index
         plaintext = json.dumps({"ts": ts, "payload": payload}, separators=(",", ":"))
         nonce = bytes(range(index, index + 12))
-        sealed = nonce + ChaCha20Poly1305(key).encrypt(nonce, plaintext.encode(), aad.encode())
         vectors.append(
             {
                 "name": name,
-                "room_key": room_key,
+                "room_key": ROOM_KEY,
                 "room": room,
                 "sender": sender,
                 "recipient": recipient,
-                "derived_key": key.hex(),
-                "associated_data": aad,
+                "derived_key": _signal_key(room).hex(),
+                "associated_data": _signal_aad(room, sender, recipient),
                 "nonce": nonce.hex(),
                 "plaintext": plaintext,
                 "ts": ts,
                 "payload": payload,
-                "data": {"v": 1, "sealed": base64.b64encode(sealed).decode()},
+                "data": {"v": 1, "sealed": _sealed(room, sender, recipient, plaintext, nonce)},
             }
         )
+    return vectors
+
+
+def invalid_signal_vectors() -> list[dict[str, Any]]:
+    vectors: list[dict[str, Any]] = []
+    room, sender, recipient = "standup", "alice", "bob"
+    now = 1_700_000_000.5
+    payload = json.dumps(SIGNAL_PAYLOAD, separators=(",", ":"))
+    good = f'{{"ts":{now!r},"payload":{payload}}}'
+
+    def add(name: str, description: str, plaintext: str, data: dict[str, Any], detail: str) -> None:
+        nonce = bytes(range(0x40 + len(vectors), 0x40 + len(vectors) + 12))
+        sealed = _sealed(room, sender, recipient, plaintext, nonce)
+        data = {key: sealed if value is ... else value for key, value in data.items()}
+        try:
+            SignalSealer(ROOM_KEY, room).open(sender, recipient, data, now)
+        except SealError as exc:
+            assert detail in exc.reason, (name, exc.reason)
+        else:
+            raise AssertionError(f"{name} is not refused")
+        vectors.append(
+            {
+                "name": name,
+                "description": description,
+                "room_key": ROOM_KEY,
+                "room": room,
+                "sender": sender,
+                "recipient": recipient,
+                "now": now,
+                "plaintext": plaintext,
+                "data": data,
+                "detail": detail,
+            }
+        )
+
+    version = "unknown seal version"
+    add("version_true", "`v` is true, not the number 1.", good, {"v": True, "sealed": ...}, version)
+    add("version_text", "`v` is the text '1'.", good, {"v": "1", "sealed": ...}, version)
+    add("version_missing", "No `v`.", good, {"sealed": ...}, version)
+    no_payload = "sealed signal holds no payload"
+    add(
+        "ts_nan",
+        "The plaintext's `ts` is NaN, which is not JSON (and would pass the window check).",
+        good.replace(repr(now), "NaN"),
+        {"v": 1, "sealed": ...},
+        no_payload,
+    )
+    add(
+        "ts_infinity",
+        "The plaintext's `ts` is -Infinity, which is not JSON.",
+        good.replace(repr(now), "-Infinity"),
+        {"v": 1, "sealed": ...},
+        no_payload,
+    )
+    add(
+        "payload_nan",
+        "The plaintext's payload holds a field that is NaN, which is not JSON.",
+        good.replace('"kind"', '"x":NaN,"kind"'),
+        {"v": 1, "sealed": ...},
+        no_payload,
+    )
     return vectors
 
 
@@ -1440,6 +1587,7 @@ def build() -> dict[str, bytes]:
         ("frames", frame_vectors),
         ("invalid_frames", invalid_frame_vectors),
         ("signals", signal_vectors),
+        ("invalid_signals", invalid_signal_vectors),
     ]
     index: dict[str, Any] = {
         "protocol_version": wire.PROTOCOL_VERSION,
