@@ -99,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Two peers on one host need --ice-address 127.0.0.1 (ICE leaves loopback out).",
     )
     peer.add_argument(
-        "--signaling", required=True, metavar="URL", help="the signaling server, ws://host:port"
+        "--signaling",
+        required=True,
+        action="append",
+        metavar="URL",
+        help="the signaling server, ws://host:port; repeat it for instances sharing rooms "
+        "(Redis): they are tried in turn, and the peer fails over to the next",
     )
     peer.add_argument("--room", required=True, help="the room to join (any name)")
     peer.add_argument("--name", help="peer id (default: assigned by the server or the token)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from .driver import Driver, State
@@ -25,14 +25,15 @@ class Meeting:
     """One participant of a meeting room, with the room's replicated stores.
 
     ``async with Meeting(url, room=...) as meeting`` joins through the signaling
-    server at ``url`` and links to the other peers over WebRTC. ``transport=``
+    server at ``url`` (or a list of URLs of instances sharing rooms: tried in turn,
+    and failed over to) and links to the other peers over WebRTC. ``transport=``
     gives it another network instead (``crdt_stores.memory.MemoryNetwork().join(room)``
     builds a meeting over an in-process one that way).
     """
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Sequence[str] | None = None,
         room: str | None = None,
         *,
         token: str | None = None,
@@ -79,7 +80,7 @@ class Meeting:
     @classmethod
     async def join(
         cls,
-        url: str | None,
+        url: str | Sequence[str] | None,
         room: str,
         *,
         token: str | None = None,

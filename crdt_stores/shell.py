@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .meeting import Meeting
@@ -208,7 +208,11 @@ class PeerShell:
 
 
 async def run_peer(
-    url: str, room: str, name: str | None, token: str | None, room_key: str | None = None
+    url: str | Sequence[str],
+    room: str,
+    name: str | None,
+    token: str | None,
+    room_key: str | None = None,
 ) -> int:
     """Join and run the shell until ``quit`` or end of input."""
     from .errors import JoinError

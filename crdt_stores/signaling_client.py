@@ -2,7 +2,10 @@
 
 The mesh does not depend on it once links are up: when the server goes away the
 client keeps trying to reconnect (with exponential backoff) and registers again
-under the same peer id, so newcomers after a restart still find this peer.
+under the same peer id, so newcomers after a restart still find this peer. Given
+several URLs (instances sharing rooms through Redis) it tries them in turn: the
+next one when the one in use drops or cannot be reached, with the same peer id and
+resume secret (valid at every instance).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import json
 import logging
 import random
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -19,13 +23,22 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from .errors import AuthError, JoinError
 
-__all__ = ["SignalingClient", "SignalingHandler"]
+__all__ = ["MAX_MESSAGE_BYTES", "SignalingClient", "SignalingHandler"]
 
 log = logging.getLogger("crdt_stores.signaling")
 
 _AUTH_CLOSE_CODE = 4001
 _MAX_NAME = 256  # the signaling server's limit on peer ids
 _MAX_PEERS = 10_000  # peers a welcome may list (a room holds far fewer)
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""The largest message taken from the signaling server: a welcome lists the whole room.
+Worst case at the server's default cap of 1,000 peers: 999 other ids of 256 characters
+(the longest allowed), each character astral, which JSON spells in 12 bytes
+(``\\ud83d\\ude00``): 999 x (256 x 12 + 3) = 3,071,925 bytes, plus the room name and
+the own id (2 x 3,074) and the fixed fields (about 130): 3,078,204 bytes, 2.94 MiB
+(``tests/test_signaling_redis.py`` builds that welcome and checks it fits)."""
+_ROOM_REFUSALS = frozenset({"peer-id-taken", "room-full", "bad-request", "bad-url"})
+"""Refusals every instance would give alike: trying another URL cannot help."""
 
 
 class SignalingHandler(Protocol):
@@ -36,11 +49,11 @@ class SignalingHandler(Protocol):
 
 
 class SignalingClient:
-    """One peer's connection to the signaling server."""
+    """One peer's connection to the signaling server (to one of several instances)."""
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         room: str,
         handler: SignalingHandler,
         *,
@@ -49,7 +62,11 @@ class SignalingClient:
         open_timeout: float = 10.0,
         max_backoff: float = 5.0,
     ) -> None:
-        self.url = url
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls or not all(isinstance(u, str) and u for u in urls):
+            raise TypeError("the signaling URL must be a str or a non-empty list of them")
+        self.urls = urls
+        self._index = 0  # the URL in use (or last tried)
         self.room = room
         self.handler = handler
         self.peer_id = peer_id
@@ -63,27 +80,57 @@ class SignalingClient:
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
 
+    @property
+    def url(self) -> str:
+        """The signaling URL in use (or tried last)."""
+        return self.urls[self._index]
+
     async def join(self) -> list[str]:
-        """Join the room; returns the peers already there. Raises ``JoinError``/``AuthError``."""
-        self._ws, peers = await self._connect_and_join()
+        """Join the room; returns the peers already there. Raises ``JoinError``/``AuthError``.
+
+        With several URLs each is tried once, in order, until one welcomes this peer; a
+        refusal any instance would give (a token, a taken id, a full room) ends it."""
+        self._ws, peers = await self._join_any()
         self._runner = asyncio.create_task(self._run(), name=f"signaling {self.peer_id}")
         return peers
 
-    async def _connect_and_join(self) -> tuple[ClientConnection, list[str]]:
+    async def _join_any(self) -> tuple[ClientConnection, list[str]]:
+        failures: list[JoinError] = []
+        for step in range(len(self.urls)):
+            index = (self._index + step) % len(self.urls)
+            try:
+                joined = await self._connect_and_join(self.urls[index])
+            except JoinError as exc:
+                if isinstance(exc, AuthError) or exc.reason in _ROOM_REFUSALS:
+                    raise
+                failures.append(exc)
+                continue
+            self._index = index
+            return joined
+        if len(failures) == 1:
+            raise failures[0]
+        last = failures[-1]
+        raise JoinError(
+            "no signaling server welcomed this peer: " + "; ".join(str(e) for e in failures),
+            reason=last.reason,
+            code=last.code,
+        )
+
+    async def _connect_and_join(self, url: str) -> tuple[ClientConnection, list[str]]:
         try:
             ws = await connect(
-                self.url,
+                url,
                 open_timeout=self.open_timeout,
-                max_size=64 * 1024,
+                max_size=MAX_MESSAGE_BYTES,
                 ping_interval=5,
                 ping_timeout=10,
                 compression=None,
             )
         except InvalidURI as exc:
-            raise JoinError(f"bad signaling URL {self.url!r}: {exc}", reason="bad-url") from None
+            raise JoinError(f"bad signaling URL {url!r}: {exc}", reason="bad-url") from None
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise JoinError(
-                f"cannot reach the signaling server at {self.url}: {exc or type(exc).__name__}",
+                f"cannot reach the signaling server at {url}: {exc or type(exc).__name__}",
                 reason="unreachable",
             ) from None
         try:
@@ -162,7 +209,8 @@ class SignalingClient:
         return [p for p in dict.fromkeys(peers) if p != peer_id]
 
     async def _run(self) -> None:
-        """Read messages; when the server goes away, reconnect with backoff."""
+        """Read messages; when the server goes away, reconnect with backoff (to the next
+        URL first: the one that dropped may be gone; the delay doubles after each round)."""
         while not self._closing:
             assert self._ws is not None
             beat = asyncio.create_task(self._heartbeat(self._ws))
@@ -178,16 +226,19 @@ class SignalingClient:
                 return
             log.warning("lost the signaling server %s; the mesh carries on, reconnecting", self.url)
             delay = 0.2
+            first = self._index
             while not self._closing:
                 await asyncio.sleep(delay * (0.75 + random.random() / 2))
+                self._index = (self._index + 1) % len(self.urls)
                 try:
-                    self._ws, peers = await self._connect_and_join()
+                    self._ws, peers = await self._connect_and_join(self.url)
                 except AuthError as exc:
                     log.error("signaling refused the rejoin (%s); staying off signaling", exc)
                     return
                 except JoinError as exc:
                     log.debug("signaling reconnect failed: %s", exc)
-                    delay = min(delay * 2, self.max_backoff)
+                    if self._index == first:  # a whole round of URLs failed
+                        delay = min(delay * 2, self.max_backoff)
                     continue
                 log.info("signaling server %s is back; registered again", self.url)
                 self.handler.signaling_restored(peers)

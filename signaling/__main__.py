@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from .server import Limits, SignalingServer
+from .server import Limits, PresenceError, SignalingServer
 
 
 def build_parser(prog: str = "python -m signaling") -> argparse.ArgumentParser:
@@ -34,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="refuse tokens that expire further ahead, in seconds (default 86400: 24 h); "
         "expired tokens are accepted for 5 s of clock skew",
     )
-    parser.add_argument("--max-peers", type=int, default=64, help="peers per room (default 64)")
+    parser.add_argument(
+        "--max-peers",
+        type=int,
+        default=Limits.max_peers_per_room,
+        help=f"peers per room, over all instances (default {Limits.max_peers_per_room})",
+    )
     parser.add_argument(
         "--rate",
         type=float,
@@ -71,6 +76,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ADDR",
         help="a reverse proxy whose X-Forwarded-For names the client (repeatable)",
     )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("CRDT_STORES_REDIS") or None,
+        help="share rooms with every instance on this Redis (redis://host:port/db, or "
+        "CRDT_STORES_REDIS); without it this server is the only instance",
+    )
+    parser.add_argument(
+        "--redis-prefix",
+        default="crdt-stores:",
+        metavar="PREFIX",
+        help="prefix of the Redis keys and channels (default crdt-stores:)",
+    )
+    parser.add_argument(
+        "--presence-ttl",
+        type=float,
+        default=Limits.presence_ttl,
+        metavar="SECONDS",
+        help="with --redis: a peer's presence expires this long after its instance last "
+        f"refreshed it (default {Limits.presence_ttl:g}); the peers of a dead instance "
+        "leave within ttl + refresh",
+    )
+    parser.add_argument(
+        "--presence-refresh",
+        type=float,
+        default=Limits.presence_refresh,
+        metavar="SECONDS",
+        help="with --redis: how often presence is refreshed and expired peers swept "
+        f"(default {Limits.presence_refresh:g})",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every join and leave")
 
 
@@ -89,6 +124,8 @@ async def serve(args: argparse.Namespace) -> None:
         reserve_seconds=args.reserve,
         idle_timeout=args.idle_timeout,
         max_joined_per_address=args.max_per_address,
+        presence_ttl=args.presence_ttl,
+        presence_refresh=args.presence_refresh,
     )
     server = SignalingServer(
         args.host,
@@ -97,6 +134,8 @@ async def serve(args: argparse.Namespace) -> None:
         max_token_ttl=args.max_ttl,
         limits=limits,
         trusted_proxies=args.trust_proxy,
+        redis_url=args.redis,
+        redis_prefix=args.redis_prefix,
     )
     if args.secret and len(args.secret.encode()) < 32:
         print(
@@ -107,7 +146,12 @@ async def serve(args: argparse.Namespace) -> None:
         )
     await server.start()
     mode = "tokens required" if server.secret else "OPEN (no --secret: anyone can join any room)"
-    print(f"signaling server listening on {server.url} - {mode}", flush=True)
+    shared = ""
+    if args.redis:
+        from ._redis import redacted
+
+        shared = f"; rooms shared through Redis at {redacted(args.redis)}"
+    print(f"signaling server listening on {server.url} - {mode}{shared}", flush=True)
     try:
         await server.serve_forever()
     finally:
@@ -123,9 +167,15 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(serve(args))
     except KeyboardInterrupt:
         pass
+    except PresenceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # limits that do not fit together
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

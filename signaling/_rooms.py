@@ -1,5 +1,7 @@
 """Rooms and who is in them: admitting a join (tokens, resume secrets, the per-address and
-per-room caps), leaving, and the ids reserved for departed peers."""
+per-room caps) and leaving. Whether an id is free, reserved or live, and who hears about
+a join or a leave, is the presence's business (``_presence``: this process alone, or
+``_redis``: every instance on one Redis)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,17 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
 
 from ._addresses import decrement
 from ._budgets import Bucket
+from ._presence import (
+    Decision,
+    JoinRequest,
+    LocalPresence,
+    Presence,
+    PresenceError,
+    Reservation,
+)
 from ._sockets import Client, Sockets, parse
 from .tokens import MAX_NAME_LENGTH, TokenError, verify_token_claims
 
@@ -22,15 +31,6 @@ __all__ = ["Rooms"]
 log = logging.getLogger("signaling")
 
 MAX_RESUME_LENGTH = 128
-
-
-@dataclass
-class _Reservation:
-    """A departed peer's id, kept for whoever holds its resume secret until ``expires``."""
-
-    expires: float
-    secret: str
-    address: str
 
 
 class Rooms(Sockets):
@@ -43,8 +43,7 @@ class Rooms(Sockets):
     _started_wall: float
     _started: float
     _joined_by_address: dict[str, int]
-    _reserved: dict[tuple[str, str], _Reservation]  # oldest first
-    _reserved_by_address: dict[str, dict[tuple[str, str], None]]
+    _presence: Presence
 
     def _evict(self, client: Client) -> None:
         """Out of the join queue, and out of its room too (at once, not when it closes)."""
@@ -85,82 +84,49 @@ class Rooms(Sockets):
             issued_before_start = claims.issued_at is None or claims.issued_at < int(
                 self._started_wall
             )
-        members = self.rooms.get(room, {})
         if peer_id is None:
-            peer_id = secrets.token_hex(6)
-            while peer_id in members or self._reservation(room, peer_id) is not None:
-                peer_id = secrets.token_hex(6)
+            peer_id = await self._presence.fresh_id(room)
         secret = self._resume_secret(room, peer_id, token)
-        live = members.get(peer_id)
-        reservation = self._reservation(room, peer_id) if live is None else None
-        accepted = [secret]
-        if live is not None:
-            accepted.append(live.resume)
-        if reservation is not None:
-            accepted.append(reservation.secret)
-        resumed = resume is not None and any(_same(resume, s) for s in accepted)
-        if live is not None and not resumed:
-            self.stats["refused_taken"] += 1
-            await self._refuse(
-                client, "peer-id-taken", f"peer id {peer_id!r} is already in the room"
-            )
-            return False
-        if reservation is not None and not resumed:
-            self.stats["refused_reserved"] += 1
-            left = max(0.0, reservation.expires - time.monotonic())
-            await self._refuse(
-                client,
-                "peer-id-taken",
-                f"peer id {peer_id!r} is reserved for its previous session for {left:.0f} s"
-                " more; rejoin with its resume secret",
-            )
-            return False
-        if (
-            live is None
-            and reservation is None
-            and not resumed
-            and self.secret is not None
-            and issued_before_start
-            and time.monotonic() < self._started + self.limits.reserve_seconds
-        ):
-            self.stats["refused_restart_grace"] += 1
-            await self._refuse(
-                client,
-                "peer-id-taken",
-                f"peer id {peer_id!r} is reserved: the server restarted moments ago and this"
-                " token is older; rejoin with the resume secret or a new token",
-            )
-            return False
+        live = self.rooms.get(room, {}).get(peer_id)
         freed = 1 if live is not None and live.address == client.address else 0
         joined = self._joined_by_address.get(client.address, 0) - freed
-        if joined >= self.limits.max_joined_per_address:
-            self.stats["refused_joined_per_address"] += 1
-            await self._refuse(
-                client,
-                "too-many-connections",
-                f"too many peers joined from {client.address}",
-            )
+        request = JoinRequest(
+            room=room,
+            peer_id=peer_id,
+            secret=secret,
+            resume=resume,
+            address=client.address,
+            session=secrets.token_hex(8),
+            grace=self.secret is not None
+            and issued_before_start
+            and time.monotonic() < self._started + self.limits.reserve_seconds,
+            address_full=joined >= self.limits.max_joined_per_address,
+        )
+        try:
+            decision = await self._presence.claim(request)
+        except PresenceError as exc:
+            self.stats["presence_errors"] += 1
+            log.warning("refused a join of room %r: %s", room, exc)
+            await self._refuse(client, "unavailable", "the signaling service is unavailable")
             return False
-        if live is None and len(members) >= self.limits.max_peers_per_room:
-            self.stats["refused_room_full"] += 1
-            await self._refuse(client, "room-full", f"room {room!r} is full")
-            return False
-        # Admitted.
-        members = self.rooms.setdefault(room, members)
+        if decision.outcome != "ok":
+            return await self._refused(client, request, decision)
+        # Admitted. (With a shared presence the local room may have changed meanwhile.)
+        members = self.rooms.setdefault(room, {})
+        live = members.get(peer_id)
         self._pending.pop(client, None)
-        self._unreserve((room, peer_id))
         client.room = room
         client.peer_id = peer_id
         client.resume = secret
+        client.session = request.session
         client.joined = True
         client.inbound = Bucket(
             self.limits.signals_received_per_second, self.limits.signals_received_burst
         )
-        self._joined_by_address[client.address] = joined + freed + 1
+        self._joined_by_address[client.address] = self._joined_by_address.get(client.address, 0) + 1
         members[peer_id] = client
-        if resumed:
+        if decision.resumed:
             self.stats["resumed"] += 1
-        peers = [other for other in members if other != peer_id]
         self.stats["joins"] += 1
         self._send(
             client,
@@ -168,12 +134,13 @@ class Rooms(Sockets):
                 "type": "welcome",
                 "peer_id": peer_id,
                 "room": room,
-                "peers": peers,
+                "peers": decision.peers,
                 "auth": self.secret is not None,
                 "resume": secret,
                 "heartbeat": self.limits.idle_timeout / 3,
             },
         )
+        self._presence.admitted(client, decision, replaced=live is not None)
         if live is not None:
             # Same peer, new socket: nobody else needs to hear about it.
             self.stats["taken_over"] += 1
@@ -183,10 +150,47 @@ class Rooms(Sockets):
             self._close_later(live, "peer-id-taken", "replaced by a resumed session")
             log.info("%s resumed in room %r on a new socket", peer_id, room)
             return True
-        for other in [members[p] for p in peers]:
-            self._send(other, {"type": "peer-joined", "peer_id": peer_id})
-        log.info("%s joined room %r (%d peers)", peer_id, room, len(members))
+        log.info("%s joined room %r (%d peers here)", peer_id, room, len(members))
         return True
+
+    async def _refused(self, client: Client, request: JoinRequest, decision: Decision) -> bool:
+        """Refuse a join the presence did not admit (always returns False)."""
+        peer_id = request.peer_id
+        outcome = decision.outcome
+        if outcome == "taken":
+            self.stats["refused_taken"] += 1
+            await self._refuse(
+                client, "peer-id-taken", f"peer id {peer_id!r} is already in the room"
+            )
+        elif outcome == "reserved":
+            self.stats["refused_reserved"] += 1
+            await self._refuse(
+                client,
+                "peer-id-taken",
+                f"peer id {peer_id!r} is reserved for its previous session for"
+                f" {max(0.0, decision.reserved_for):.0f} s more; rejoin with its resume secret",
+            )
+        elif outcome == "grace":
+            self.stats["refused_restart_grace"] += 1
+            await self._refuse(
+                client,
+                "peer-id-taken",
+                f"peer id {peer_id!r} is reserved: the server restarted moments ago and this"
+                " token is older; rejoin with the resume secret or a new token",
+            )
+        elif outcome == "address":
+            self.stats["refused_joined_per_address"] += 1
+            await self._refuse(
+                client,
+                "too-many-connections",
+                f"too many peers joined from {client.address}",
+            )
+        elif outcome == "full":
+            self.stats["refused_room_full"] += 1
+            await self._refuse(client, "room-full", f"room {request.room!r} is full")
+        else:
+            return await self._bad_join(client, "this room name or peer id cannot be used")
+        return False
 
     async def _bad_join(self, client: Client, reason: str) -> bool:
         """Refuse a malformed join (always returns False, for ``return await``)."""
@@ -205,18 +209,22 @@ class Rooms(Sockets):
             return
         del members[client.peer_id]
         if announce:
-            self._reserve(client)
-            for other in list(members.values()):
-                other.credits.pop(client.peer_id, None)
-                self._send(other, {"type": "peer-left", "peer_id": client.peer_id})
-        log.info("%s left room %r (%d peers)", client.peer_id, client.room, len(members))
+            self._presence.left(client, members)
+        log.info("%s left room %r (%d peers here)", client.peer_id, client.room, len(members))
         self._drop_empty(client.room)
+
+    def _reservation(self, room: str, peer_id: str) -> Reservation | None:
+        """The reservation of a departed peer's id, if any (with Redis: None, they live
+        in Redis). For tests and debugging."""
+        if not isinstance(self._presence, LocalPresence):
+            return None
+        return self._presence.reservations.get((room, peer_id))
 
     def _drop_empty(self, room: str) -> None:
         if not self.rooms.get(room):
             self.rooms.pop(room, None)
 
-    # -- reserved ids and resume secrets ----------------------------------------------
+    # -- resume secrets -----------------------------------------------------------------
 
     def _resume_secret(self, room: str, peer_id: str, token: str | None) -> str:
         """HMAC of room, peer id and (token mode) the token: a new token, a new secret."""
@@ -225,48 +233,6 @@ class Rooms(Sockets):
         digest = hmac.new(self._resume_key, data, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
-    def _reserve(self, client: Client) -> None:
-        """Keep a departed peer's id for its secret; the caps drop the oldest first."""
-        if self.limits.reserve_seconds <= 0:
-            return
-        key = (client.room, client.peer_id)
-        self._unreserve(key)
-        expires = time.monotonic() + self.limits.reserve_seconds
-        self._reserved[key] = _Reservation(expires, client.resume, client.address)
-        mine = self._reserved_by_address.setdefault(client.address, {})
-        mine[key] = None
-        while len(mine) > self.limits.max_reserved_per_address:
-            self.stats["reservations_evicted"] += 1
-            self._unreserve(next(iter(mine)))
-        while len(self._reserved) > self.limits.max_reserved:
-            self.stats["reservations_evicted"] += 1
-            self._unreserve(next(iter(self._reserved)))
-
-    def _reservation(self, room: str, peer_id: str) -> _Reservation | None:
-        """The live reservation of an id, if any (expired ones are dropped here)."""
-        now = time.monotonic()
-        while self._reserved:
-            key, oldest = next(iter(self._reserved.items()))
-            if oldest.expires > now:
-                break
-            self._unreserve(key)
-        return self._reserved.get((room, peer_id))
-
-    def _unreserve(self, key: tuple[str, str]) -> None:
-        reservation = self._reserved.pop(key, None)
-        if reservation is None:
-            return
-        mine = self._reserved_by_address.get(reservation.address)
-        if mine is not None:
-            mine.pop(key, None)
-            if not mine:
-                del self._reserved_by_address[reservation.address]
-
 
 def _name(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH
-
-
-def _same(given: str, expected: str) -> bool:
-    """Constant-time comparison of a resume secret (any text, compared as UTF-8)."""
-    return hmac.compare_digest(given.encode(), expected.encode())

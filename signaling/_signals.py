@@ -1,11 +1,15 @@
 """Routing signals between the peers of a room: an answer is paid by a reply credit, any
-other signal by the sender's bucket for that recipient and the recipient's own bucket."""
+other signal by the sender's bucket for that recipient and the recipient's own bucket.
+A recipient on another instance (Redis) is reached through the presence: the sender's
+instance charges the sender, the recipient's instance the recipient."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ._budgets import Bucket, spend
+from ._presence import PresenceError
 from ._rooms import Rooms
 from ._sockets import Client
 
@@ -34,9 +38,12 @@ class Signals(Rooms):
         if credited:
             spend(client.credits, target)
         recipient = self.rooms.get(client.room, {}).get(target)
+        if recipient is None and self._presence.shared:
+            await self._signal_elsewhere(client, target, data, credited)
+            return
         if recipient is None or recipient is client:
             # An answer to a peer that just left is a race, not a fault.
-            recent = credited or self._reservation(client.room, target) is not None
+            recent = credited or self._presence.reserved(client.room, target)
             await self._error(
                 client, "no-such-peer", f"no peer {target!r} in this room", violation=not recent
             )
@@ -77,6 +84,97 @@ class Signals(Rooms):
             recipient.credits[client.peer_id] = min(owed, self.limits.max_reply_credits)
         self.stats["signals"] += 1
         self._send(recipient, {"type": "signal", "from": client.peer_id, "data": data})
+
+    async def _signal_elsewhere(
+        self, client: Client, target: str, data: dict[str, Any], credited: bool
+    ) -> None:
+        """A signal for a peer on another instance: the pair bucket is paid here, the
+        recipient's bucket there (which sends back an error if it is empty)."""
+        first_contact = False
+        if not credited:
+            pair = client.pair_buckets.get(target)
+            first_contact = pair is None
+            if pair is None:
+                self._prune_peer_map(client, client.pair_buckets)
+                pair = client.pair_buckets[target] = Bucket(
+                    self.limits.signals_per_peer_per_second, self.limits.signals_per_peer_burst
+                )
+            if not pair.take():
+                self.stats["signals_rate_limited"] += 1
+                self.stats["signals_rate_limited_pair"] += 1
+                await self._error(
+                    client, "rate-limited", f"too many signals to {target!r}; slow down"
+                )
+                return
+        try:
+            route = await self._presence.route(
+                client.room, client.peer_id, target, data, first_contact, credited
+            )
+        except PresenceError:
+            self.stats["presence_errors"] += 1
+            await self._error(
+                client, "unavailable", "signals cannot be routed now; retry", violation=False
+            )
+            return
+        if route == "sent":
+            self.stats["signals_routed"] += 1
+            if credited:
+                self.stats["replies_credited"] += 1
+            return
+        # Its instance just went, or it just left: a race, not a fault.
+        recent = credited or route in ("gone", "reserved")
+        await self._error(
+            client, "no-such-peer", f"no peer {target!r} in this room", violation=not recent
+        )
+
+    def _routed(
+        self,
+        room: str,
+        sender: str,
+        target: str,
+        data: dict[str, Any],
+        first_contact: bool,
+        credited: bool,
+        origin: str,
+    ) -> None:
+        """A signal from a peer on another instance for a peer here: the recipient's side
+        of the budgets (its receive bucket, the reply credit it earns), then delivery."""
+        recipient = self.rooms.get(room, {}).get(target)
+        if recipient is None or recipient.closing or sender == target:
+            return  # it left meanwhile: the sender hears peer-left
+        if not credited:
+            inbound = recipient.inbound
+            if inbound is not None and not inbound.ready() and not first_contact:
+                self.stats["signals_rate_limited"] += 1
+                self.stats["signals_rate_limited_recipient"] += 1
+                self._presence.bounce(
+                    origin,
+                    room,
+                    sender,
+                    "rate-limited",
+                    f"{target!r} is receiving too many signals; retry later",
+                )
+                return
+            if inbound is not None:
+                inbound.take()
+            if sender not in recipient.credits:
+                self._prune_peer_map(recipient, recipient.credits)
+            owed = recipient.credits.get(sender, 0) + 1
+            recipient.credits[sender] = min(owed, self.limits.max_reply_credits)
+        self.stats["signals"] += 1
+        self._send(recipient, {"type": "signal", "from": sender, "data": data})
+
+    def _bounced(self, room: str, peer: str, code: str, reason: str) -> None:
+        """Another instance refused a signal of ``peer`` (here): its error, as if local."""
+        client = self.rooms.get(room, {}).get(peer)
+        if client is None or client.closing:
+            return
+        task = asyncio.create_task(self._report(client, code, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _report(self, client: Client, code: str, reason: str) -> None:
+        await self._error(client, code, reason)
 
     def _prune_peer_map(self, client: Client, mapping: dict[str, Any]) -> None:
         """Keep a per-peer map to about a room's size: forget peers no longer there."""

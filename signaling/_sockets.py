@@ -32,6 +32,8 @@ class Client:
     room: str = ""
     peer_id: str = ""
     resume: str = ""
+    session: str = ""  # this socket's hold on its peer id (a resumed socket gets a new one)
+    seen: int = 0  # with Redis: the room's last event this socket has been told (or needs not)
     violations: int = 0
     joined: bool = False
     closing: bool = False  # the server is closing it: it no longer speaks in its room

@@ -20,6 +20,8 @@ CLOSE_CODES = {
     "peer-id-taken": 4009,
     "join-timeout": 4010,
     "idle": 4010,
+    "presence-lost": 4011,  # Redis lost this peer's presence (an instance too slow): rejoin
+    "unavailable": 4013,  # Redis cannot be reached: try another instance
 }
 
 STAT_NAMES = (
@@ -48,6 +50,10 @@ STAT_NAMES = (
     "closed_violations",  # sockets closed for too many errors
     "send_queue_full",  # sockets closed for not reading their messages
     "reservations_evicted",  # reservations dropped early by the reservation caps
+    "signals_routed",  # signals sent through Redis to a peer on another instance
+    "presence_lost",  # joined sockets closed because Redis no longer held their presence
+    "presence_errors",  # Redis operations that failed (joins refused as "unavailable"...)
+    "bus_ignored",  # malformed or unexpected messages from Redis pub/sub, ignored
 )
 
 
@@ -56,7 +62,11 @@ class Limits:
     """What one connection, one client address and one peer may do."""
 
     max_message_bytes: int = 64 * 1024
-    max_peers_per_room: int = 64
+    """The largest message a client may send (the server's own messages may be larger: a
+    welcome lists the room, see ``crdt_stores.signaling_client.MAX_MESSAGE_BYTES``)."""
+    max_peers_per_room: int = 1000
+    """Peers in one room, over all instances sharing it: rooms past ``full_mesh_max`` use a
+    bounded-degree mesh, so a room of 1,000 costs each peer a few links, not 999."""
     messages_per_second: float = 20.0
     burst: int = 60
     max_violations: int = 20  # rate-limit or protocol errors before the socket is closed
@@ -78,3 +88,10 @@ class Limits:
     max_pending_joins: int = 1024  # not-yet-joined sockets in all; the oldest goes first
     max_reserved_per_address: int = 128  # past it an address's oldest reservation goes
     max_reserved: int = 100_000  # reservations in all; past it the oldest goes
+    presence_ttl: float = 5.0
+    """With Redis: a peer's presence expires this long after its instance last refreshed
+    it, so the peers of an instance that dies leave the room within ``presence_ttl`` +
+    ``presence_refresh`` seconds (the other instances sweep expired peers that often)."""
+    presence_refresh: float = 1.0
+    """With Redis: how often each instance refreshes its peers' presence and sweeps the
+    expired peers of its rooms (must be well under ``presence_ttl``)."""

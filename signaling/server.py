@@ -19,9 +19,11 @@ Protocol (JSON text messages over one WebSocket per peer):
   join also closes the socket with a 4xxx close code (see ``CLOSE_CODES``).
 
 ``SignalingServer`` is built in layers, each a base class of the next: ``_sockets``
-(each socket's outbox and closing), ``_rooms`` (joins, presence, reserved ids),
-``_signals`` (routing signals), and here the server's life cycle and each connection's
-loop. The limits, close codes and counters are in ``limits``.
+(each socket's outbox and closing), ``_rooms`` (joins and leaves), ``_signals`` (routing
+signals), and here the server's life cycle and each connection's loop. Who else is in a
+room, and which ids are reserved, is a presence: ``_presence`` (this process only) or,
+with ``redis_url``, ``_redis`` (any number of instances share the rooms through Redis).
+The limits, close codes and counters are in ``limits``.
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ from websockets.exceptions import ConnectionClosed
 
 from ._addresses import canonical_ip, client_address, decrement, limit_key
 from ._budgets import Bucket
+from ._presence import LocalPresence, Presence, PresenceError
 from ._signals import Signals
 from ._sockets import Client, parse
 from .limits import CLOSE_CODES, STAT_NAMES, Limits
 from .tokens import DEFAULT_MAX_TTL
 
-__all__ = ["CLOSE_CODES", "STAT_NAMES", "Limits", "SignalingServer"]
+__all__ = ["CLOSE_CODES", "STAT_NAMES", "Limits", "PresenceError", "SignalingServer"]
 
 log = logging.getLogger("signaling")
 
@@ -54,7 +57,14 @@ RESUME_KEY_LABEL = b"crdt-stores resume key"
 
 
 class SignalingServer(Signals):
-    """A WebSocket signaling server: embeddable (``async with``), or ``python -m signaling``."""
+    """A WebSocket signaling server: embeddable (``async with``), or ``python -m signaling``.
+
+    With ``redis_url`` (``redis://host:port/db``) any number of servers share their rooms
+    through that Redis (keys under ``redis_prefix``): presence, the per-room cap, peer ids,
+    reservations and resume secrets hold across them, and signals reach a peer on any
+    of them. The peers of one that dies leave within ``presence_ttl`` +
+    ``presence_refresh`` (``Limits``). Without it the server is the only instance.
+    """
 
     def __init__(
         self,
@@ -67,6 +77,8 @@ class SignalingServer(Signals):
         ping_interval: float = 5.0,
         ping_timeout: float = 10.0,
         trusted_proxies: Iterable[str] = (),
+        redis_url: str | None = None,
+        redis_prefix: str = "crdt-stores:",
     ) -> None:
         self.host = host
         self.port = port
@@ -93,26 +105,42 @@ class SignalingServer(Signals):
         self._sockets_by_address: dict[str, int] = {}
         self._joined_by_address = {}
         self._pending = {}  # not yet joined, oldest first
-        self._reserved = {}  # oldest first
-        self._reserved_by_address = {}
         self._tasks = set()
+        self.redis_url = redis_url
+        if redis_url is None:
+            self._presence: Presence = LocalPresence(self.rooms, self.limits, self.stats)
+        else:
+            if not 0 < self.limits.presence_refresh < self.limits.presence_ttl:
+                raise ValueError("Limits.presence_refresh must be positive and under presence_ttl")
+            from ._redis import RedisPresence  # the redis package is needed only here
+
+            self._presence = RedisPresence(redis_url, self.limits, self.stats, prefix=redis_prefix)
 
     @property
     def url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
     async def start(self) -> None:
+        """Listen (with Redis: after joining the shared state; raises ``PresenceError``
+        when Redis cannot be used)."""
         self._started_wall = time.time()
         self._started = time.monotonic()
-        self._server = await serve(
-            self._handle,
-            self.host,
-            self.port,
-            max_size=self.limits.max_message_bytes,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            compression=None,
+        self._resume_key = await self._presence.start(
+            self, self._resume_key, derived=self.secret is not None
         )
+        try:
+            self._server = await serve(
+                self._handle,
+                self.host,
+                self.port,
+                max_size=self.limits.max_message_bytes,
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
+                compression=None,
+            )
+        except BaseException:
+            await self._presence.stop()
+            raise
         sockets = list(self._server.sockets)
         if sockets:
             self.port = sockets[0].getsockname()[1]
@@ -124,13 +152,13 @@ class SignalingServer(Signals):
             log.info("signaling server on %s requires join tokens", self.url)
 
     async def stop(self) -> None:
+        """Close every socket (its peers leave their rooms), then the presence."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+            await self._presence.stop()
         self.rooms.clear()
-        self._reserved.clear()
-        self._reserved_by_address.clear()
 
     async def serve_forever(self) -> None:
         if self._server is None:
@@ -145,6 +173,11 @@ class SignalingServer(Signals):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    @property
+    def instance(self) -> str | None:
+        """This instance's id among those sharing Redis (None without Redis)."""
+        return self._presence.instance
+
     def connections_from(self, address: str) -> int:
         """Open sockets counted for a client address (as the limits see it)."""
         return self._sockets_by_address.get(limit_key(address), 0)
@@ -152,6 +185,31 @@ class SignalingServer(Signals):
     def joined_from(self, address: str) -> int:
         """Joined peer ids counted for a client address (as the limits see it)."""
         return self._joined_by_address.get(limit_key(address), 0)
+
+    # -- what a shared presence asks of this instance ---------------------------------
+
+    def _replaced(self, client: Client) -> None:
+        """A resumed session of its peer id opened on another instance: this one goes."""
+        self.stats["taken_over"] += 1
+        self._leave(client, announce=False)
+        self._close_later(client, "peer-id-taken", "replaced by a resumed session")
+
+    def _lost(self, client: Client) -> None:
+        """Redis no longer holds this socket's presence (this instance stalled past
+        ``presence_ttl`` and was swept, or Redis lost it): close it, and it rejoins."""
+        if client.closing:
+            return
+        self.stats["presence_lost"] += 1
+        log.warning(
+            "%s lost its presence in room %r; closing it to rejoin", client.peer_id, client.room
+        )
+        self._close_later(client, "presence-lost", "presence expired; rejoin")
+
+    def _set_epoch(self, started_wall: float) -> None:
+        """The shared state began at ``started_wall``: the restart grace counts from then."""
+        started_wall = min(started_wall, time.time())
+        self._started_wall = started_wall
+        self._started = time.monotonic() - (time.time() - started_wall)
 
     # -- one connection -----------------------------------------------------------
 

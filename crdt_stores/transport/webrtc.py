@@ -67,7 +67,7 @@ class WebRTCTransport(Links, Transport):
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],  # several: instances sharing rooms, failed over in turn
         room: str,
         *,
         token: str | None = None,
