@@ -150,6 +150,11 @@ async def room(peers: int, full_mesh_max: int, latency: float, writes: int, seed
 
     await until(settled, SETTLE_TIMEOUT, "settled")
     settle = time.perf_counter() - started
+    # The 1,000 keys arrived everywhere, but copies relayed to peers that had them
+    # already, and acks, may still be in flight: let them land before counting bytes.
+    await net.drained(SETTLE_TIMEOUT)
+    await asyncio.sleep(0.25 + 4 * latency)
+    await net.drained(SETTLE_TIMEOUT)
     graph = {m.peer_id: set(m.peers) for m in meetings}
     links = [len(p) for p in graph.values()]
 

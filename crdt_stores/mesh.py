@@ -36,9 +36,8 @@ class MeshConfig:
     full_mesh_max: int = 16
     """Largest room that is a full mesh (this peer counted). Measured
     (``benchmarks/large_room.py``, 20 ms links): at 16 peers both meshes deliver a
-    write in the same time and the bounded one sends half the bytes; at 32 the full
-    mesh saves one hop (20 ms) but sends three times the bytes per peer, and a late
-    joiner gets a copy of the store from each of 31 peers (5 s against 0.06 s)."""
+    write in the same time at about the same cost; at 32 the full mesh saves one hop
+    (20 ms) for twice the bytes per peer and 31 connections per peer."""
     degree: int = 6
     """Links a peer of a large room dials to (gossipsub's D)."""
     degree_low: int = 4
