@@ -8,9 +8,11 @@ fails (it does not skip), so that a machine that cannot check the JavaScript sid
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,14 @@ def _run(*command: str) -> str:
     """Run ``command`` in js/; its output, or a test failure that shows it."""
     try:
         done = subprocess.run(
-            command, cwd=JS, capture_output=True, text=True, timeout=TIMEOUT, check=False
+            command,
+            cwd=JS,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+            # the interop test drives a Python peer: this interpreter, with this install
+            env={**os.environ, "CRDT_STORES_PYTHON": sys.executable},
         )
     except subprocess.TimeoutExpired as exc:
         output = (exc.stdout or "") + (exc.stderr or "")

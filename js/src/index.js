@@ -86,7 +86,8 @@ export {
 } from "./wire.js";
 export { intake, isStoreName } from "./intake.js";
 export { MISSING, applyOp, compareOrder, fold, foldAll, sortEntries, tiebreakBytes } from "./merge.js";
-export { StoreReplica } from "./replica.js";
+export { StoreReplica, deadEntries } from "./replica.js";
+export { DEFAULT_CONFIG, SyncEngine, VIOLATIONS } from "./engine.js";
 export {
   SealError,
   SignalSealer,

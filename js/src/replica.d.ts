@@ -1,12 +1,37 @@
 import * as Y from "yjs";
-import { Entry } from "./merge.js";
+import { Entry, MISSING } from "./merge.js";
 import { StateVector } from "./statevector.js";
 import { DeleteSet, Update } from "./updates.js";
 import { StoreValue } from "./values.js";
 
-/** One store's replica, receiving half: a Yjs document fed only checked updates. */
+/** A key's change: its new value, or MISSING for a key now absent. */
+export type Changes = Map<string, StoreValue | typeof MISSING>;
+
+/** One store's replica: a Yjs document fed only checked updates, and local writes. */
 export class StoreReplica {
-  constructor(name: string, options?: { maxValueBytes?: number; maxUpdateItems?: number });
+  constructor(
+    name: string,
+    options?: { maxValueBytes?: number; maxUpdateItems?: number; clientId?: number; trackChanges?: boolean },
+  );
+  /** This replica's Yjs client id: the writer of its entries. */
+  readonly clientId: number;
+  /** Highest lamport clock seen. */
+  lamport: number | bigint;
+  /** Deltas of local transactions since the last call (writes and compactions). */
+  takeOutbox(): Uint8Array[];
+  /** What remote updates applied since the last call (to relay). */
+  takeApplied(): Uint8Array[];
+  /** Values changed since the last call (with `trackChanges`). */
+  takeChanges(): Array<{ changes: Changes; local: boolean }>;
+  set(key: string, value: unknown): void;
+  /** A dict merges its top-level fields, a list appends, anything else sets. */
+  update(key: string, value: unknown): void;
+  delete(key: string): void;
+  bulkSet(mapping: Record<string, unknown> | Map<string, unknown>): void;
+  bulkDelete(keys: Iterable<string>): void;
+  clear(): void;
+  /** After a remote update: delete the entries this writer's own entries supersede. */
+  compact(): void;
   readonly name: string;
   readonly maxValueBytes: number;
   readonly maxUpdateItems: number;
@@ -30,3 +55,6 @@ export class StoreReplica {
   /** A Yjs update of everything a peer at `stateVector` lacks. */
   diff(stateVector?: Uint8Array): Uint8Array;
 }
+
+/** Entries (sorted) whose removal cannot change the fold; with `author`, those its own entries supersede. */
+export function deadEntries<E extends Entry>(entries: E[], author?: number | null): E[];
