@@ -69,8 +69,9 @@ class Topology:
         self._dialing: dict[str, float] = {}  # peer -> when the dial is given up
         self._refused: dict[str, float] = {}  # peer -> until when it is not dialed
         self._rng = rng or random.Random()
-        self._was_bounded = False
-        self._rewire_at: float | None = None  # set once the room is bounded
+        # When the next rewiring is due; None while the room is a full mesh (it is set
+        # the first time this peer sees the room bounded, and cleared if it shrinks back).
+        self._rewire_at: float | None = None
         self._swapping: str | None = None  # a rewiring link: once up, another goes
 
     def bounded(self, room_size: int) -> bool:
@@ -137,9 +138,8 @@ class Topology:
                 if peer == self._swapping:
                     self._swapping = None
         if not self.bounded(len(present) + 1):
-            if not self._was_bounded:
+            if self._rewire_at is None:
                 return []  # a full mesh links itself: the newcomer dials everyone
-            self._was_bounded = False
             self._rewire_at = None
             wanted = [p for p in present if p not in self.linked and p not in self._dialing]
             self._dial(wanted, now)
@@ -205,21 +205,18 @@ class Topology:
         """Whether ``to_dial``/``to_drop`` may have work (cheap: no look at presence)."""
         config = self.config
         if self.bounded(room_size):
-            if not self._was_bounded or self._swapping in self.linked:
+            if self._rewire_at is None or now >= self._rewire_at or self._swapping in self.linked:
                 return True
             if self.degree < config.degree_low or len(self.linked) > config.degree_high:
                 return True
-            if self._rewire_at is not None and now >= self._rewire_at:
-                return True
-        elif self._was_bounded:
+        elif self._rewire_at is not None:
             return True
         return any(until <= now for until in self._dialing.values())
 
     # -- internals ------------------------------------------------------------------------
 
     def _enter_bounded(self, now: float) -> None:
-        if not self._was_bounded or self._rewire_at is None:
-            self._was_bounded = True
+        if self._rewire_at is None:
             self._rewire_at = now + self.config.rewire_interval * self._rng.uniform(0.5, 1.5)
 
     def _dial(self, peers: list[str], now: float) -> None:

@@ -51,15 +51,9 @@ class Signals(Rooms):
         if credited:
             self.stats["replies_credited"] += 1
         else:
-            pair = client.pair_buckets.get(target)
             # A first contact (a newcomer's offer) is never starved by others' floods of
             # the recipient: it skips the receive bucket. Another costs a new peer id.
-            first_contact = pair is None
-            if pair is None:
-                self._prune_peer_map(client, client.pair_buckets)
-                pair = client.pair_buckets[target] = Bucket(
-                    self.limits.signals_per_peer_per_second, self.limits.signals_per_peer_burst
-                )
+            pair, first_contact = self._pair_bucket(client, target)
             inbound = recipient.inbound
             if not pair.ready():
                 self.stats["signals_rate_limited"] += 1
@@ -78,10 +72,7 @@ class Signals(Rooms):
             pair.take()
             if inbound is not None:
                 inbound.take()
-            if client.peer_id not in recipient.credits:
-                self._prune_peer_map(recipient, recipient.credits)
-            owed = recipient.credits.get(client.peer_id, 0) + 1
-            recipient.credits[client.peer_id] = min(owed, self.limits.max_reply_credits)
+            self._owe_reply(recipient, client.peer_id)
         self.stats["signals"] += 1
         self._send(recipient, {"type": "signal", "from": client.peer_id, "data": data})
 
@@ -92,13 +83,7 @@ class Signals(Rooms):
         recipient's bucket there (which sends back an error if it is empty)."""
         first_contact = False
         if not credited:
-            pair = client.pair_buckets.get(target)
-            first_contact = pair is None
-            if pair is None:
-                self._prune_peer_map(client, client.pair_buckets)
-                pair = client.pair_buckets[target] = Bucket(
-                    self.limits.signals_per_peer_per_second, self.limits.signals_per_peer_burst
-                )
+            pair, first_contact = self._pair_bucket(client, target)
             if not pair.take():
                 self.stats["signals_rate_limited"] += 1
                 self.stats["signals_rate_limited_pair"] += 1
@@ -157,10 +142,7 @@ class Signals(Rooms):
                 return
             if inbound is not None:
                 inbound.take()
-            if sender not in recipient.credits:
-                self._prune_peer_map(recipient, recipient.credits)
-            owed = recipient.credits.get(sender, 0) + 1
-            recipient.credits[sender] = min(owed, self.limits.max_reply_credits)
+            self._owe_reply(recipient, sender)
         self.stats["signals"] += 1
         self._send(recipient, {"type": "signal", "from": sender, "data": data})
 
@@ -175,6 +157,25 @@ class Signals(Rooms):
 
     async def _report(self, client: Client, code: str, reason: str) -> None:
         await self._error(client, code, reason)
+
+    def _pair_bucket(self, client: Client, target: str) -> tuple[Bucket, bool]:
+        """``client``'s bucket for signals to ``target``, and whether it is new (a first
+        contact)."""
+        pair = client.pair_buckets.get(target)
+        if pair is not None:
+            return pair, False
+        self._prune_peer_map(client, client.pair_buckets)
+        pair = client.pair_buckets[target] = Bucket(
+            self.limits.signals_per_peer_per_second, self.limits.signals_per_peer_burst
+        )
+        return pair, True
+
+    def _owe_reply(self, recipient: Client, sender: str) -> None:
+        """``recipient`` may answer ``sender`` once more outside its buckets."""
+        if sender not in recipient.credits:
+            self._prune_peer_map(recipient, recipient.credits)
+        owed = recipient.credits.get(sender, 0) + 1
+        recipient.credits[sender] = min(owed, self.limits.max_reply_credits)
 
     def _prune_peer_map(self, client: Client, mapping: dict[str, Any]) -> None:
         """Keep a per-peer map to about a room's size: forget peers no longer there."""

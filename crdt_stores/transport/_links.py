@@ -186,16 +186,16 @@ class Links:
 
     async def _send_description(self, link: _Peer, kind: str) -> None:
         """Signal our offer or answer (ICE candidates included: aiortc does not trickle)."""
-        assert self._signaling is not None
-        payload: dict[str, Any] = {
-            "kind": kind,
-            "session": link.session,
-            "sdp": link.pc.localDescription.sdp,
-        }
-        if self._sealer is not None:
-            payload = self._sealer.seal(self.peer_id, link.id, payload, time.time())
-        if not await self._signaling.signal(link.id, payload):
+        payload = {"kind": kind, "session": link.session, "sdp": link.pc.localDescription.sdp}
+        if not await self._send_signal(link.id, payload):
             self._teardown(link)
+
+    async def _send_signal(self, peer: str, payload: dict[str, Any]) -> bool:
+        """Signal ``payload`` to ``peer``, sealed when there is a room key."""
+        assert self._signaling is not None
+        if self._sealer is not None:
+            payload = self._sealer.seal(self.peer_id, peer, payload, time.time())
+        return await self._signaling.signal(peer, payload)
 
     async def _accept_answer(self, link: _Peer, sdp: str) -> None:
         if link.pc.signalingState != "have-local-offer":

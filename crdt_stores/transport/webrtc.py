@@ -282,7 +282,7 @@ class WebRTCTransport(Links, Transport):
         if self._handler is not None and not self._handler.accepts_link(peer):
             # A large room's peer at its degree_high: say so, the offerer tries another.
             self._count("offers_declined")
-            self._spawn(self._send_busy(peer, session))
+            self._spawn(self._send_signal(peer, {"kind": "busy", "session": session, "sdp": ""}))
             return
         # A new offer while we answer an older one, or while our side of a link is
         # open: the peer started a further attempt (its side had not opened, or it
@@ -306,13 +306,6 @@ class WebRTCTransport(Links, Transport):
                 if self._handler is not None and peer not in self._peers:
                     self._handler.link_refused(peer)
                 return
-
-    async def _send_busy(self, peer: str, session: str) -> None:
-        assert self._signaling is not None
-        payload: dict[str, Any] = {"kind": "busy", "session": session, "sdp": ""}
-        if self._sealer is not None:
-            payload = self._sealer.seal(self.peer_id, peer, payload, time.time())
-        await self._signaling.signal(peer, payload)
 
     def _make_room_for_a_negotiation(self) -> None:
         """At the cap, give up the oldest negotiation whose ICE has not connected.
