@@ -204,8 +204,12 @@ def integrate(
         # Removing superseded entries (what compaction does) cannot change the fold.
         harmless = True
         if gone:
-            dead = {id(e) for e in dead_entries(entries)}
-            harmless = all(id(e) in dead for e in gone)
+            last = entries[-1]
+            if (last.op == SET or last.op == DELETE) and all(e is not last for e in gone):
+                pass  # a reset ordered last: everything before it is dead
+            else:
+                dead = {id(e) for e in dead_entries(entries)}
+                harmless = all(id(e) in dead for e in gone)
             if len(gone) == 1:
                 entries.remove(gone[0])
             else:

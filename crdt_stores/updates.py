@@ -25,6 +25,8 @@ module to import.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ._lib0 import read_varuint, write_varuint
 from ._update_format import (
     _ANY,
@@ -174,35 +176,29 @@ def read(
         structs: list[Struct] | None = [] if keep_structs else None
         known = have.get(client, 0) if have else 0
         raw = _client_bytes(client)  # references must name the client with these bytes
-        size_raw = len(raw)
+        head = _ORIGIN_ANY + raw  # an Any item's info byte, then its origin's client
+        size_head = len(head)
         check = entries if check_entries else None
         block = Block(client, clock, clock, count, reader.pos, 0, structs)
         for _ in range(count):
             pos = reader.pos
-            if (
-                structs is None
-                and pos + size_raw + 2 < end
-                and data[pos] == 0x88
-                and data[pos + 1 : pos + 1 + size_raw] == raw
-            ):
+            if structs is None and data.startswith(head, pos) and pos + size_head + 1 < end:
                 # The usual struct: entries appended after an earlier entry of the writer
                 # (origin: this client and an earlier clock; then the entry count).
-                at = pos + 1 + size_raw
+                at = pos + size_head
                 origin = data[at]
                 if origin < 0x80:
-                    reader.pos = at + 1
+                    at += 1
+                elif data[at + 1] and data[at + 1] < 0x80:  # two bytes (minimal: not 0)
+                    origin = (origin & 0x7F) | data[at + 1] << 7
+                    at += 2
                 else:
                     reader.pos = at
                     origin = reader.uint()
+                    at = reader.pos
                 if not 1 <= origin < clock:
                     raise InvalidUpdate("an item may only refer to earlier entries of its writer")
-                at = reader.pos
-                if (
-                    at + 2 < end
-                    and data[at] == 1
-                    and data[at + 1] == _BUFFER
-                    and data[at + 2] < 0x80
-                ):
+                if data.startswith(_ONE_BUFFER, at) and at + 2 < end and data[at + 2] < 0x80:
                     # one entry of under 128 bytes: the commonest of all, inline
                     start = at + 3
                     stop = start + data[at + 2]
@@ -213,6 +209,7 @@ def read(
                         _check_entry(check, data[start:stop], max_value_bytes)
                     length = 1
                 else:
+                    reader.pos = at
                     length = reader.uint()
                     if length == 0:
                         raise InvalidUpdate("empty content")
@@ -268,6 +265,9 @@ def read(
         raise InvalidUpdate("trailing bytes after the update")
     return Update(data, blocks, deletes, units, entries, clipped)
 
+
+_ORIGIN_ANY: Final = bytes([_HAS_ORIGIN | _ANY])
+_ONE_BUFFER: Final = bytes([1, _BUFFER])  # one Any value, a byte string
 
 _CLIENT_BYTES: dict[int, bytes] = {}
 
