@@ -117,3 +117,17 @@ export {
   generateRoomKey,
   pythonJson,
 } from "./sealing.js";
+export { Meeting, MeetingOptions, PEER_EVENTS, PeerEvent, SyncTimeoutError, tokenSubject } from "./meeting.js";
+export { BulkSetData, Store, StoreCallback, Stores, WriteOptions } from "./store.js";
+export { JoinError, SignalingClient } from "./signaling.js";
+export {
+  IceServer,
+  WebRTCTransport,
+  candidateAddress,
+  countCandidates,
+  filterCandidates,
+  hostAddresses,
+  idLess,
+  parseIceServers,
+  readSignal,
+} from "./transport/webrtc.js";

@@ -96,3 +96,16 @@ export {
   generateRoomKey,
   pythonJson,
 } from "./sealing.js";
+export { Meeting, PEER_EVENTS, SyncTimeoutError, tokenSubject } from "./meeting.js";
+export { Store, Stores } from "./store.js";
+export { JoinError, SignalingClient } from "./signaling.js";
+export {
+  WebRTCTransport,
+  candidateAddress,
+  countCandidates,
+  filterCandidates,
+  hostAddresses,
+  idLess,
+  parseIceServers,
+  readSignal,
+} from "./transport/webrtc.js";
