@@ -23,7 +23,12 @@ NODE_MINIMUM = (20, 19)  # js/package.json "engines"
 
 
 def _tail(text: str, limit: int = 6000) -> str:
-    return text if len(text) <= limit else "...\n" + text[-limit:]
+    """The end of ``text``, after every failed subtest's report (TAP ``not ok`` and the
+    lines that follow it): a failure early in a long run is not cut off."""
+    lines = text.splitlines()
+    failures = ["\n".join(lines[i : i + 40]) for i, line in enumerate(lines) if "not ok " in line]
+    end = text if len(text) <= limit else "...\n" + text[-limit:]
+    return "\n\n".join([*failures, end]) if failures else end
 
 
 def _run(*command: str) -> str:
