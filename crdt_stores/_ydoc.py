@@ -6,7 +6,7 @@ What it relies on is pinned by tests/test_pycrdt_adapter.py, which fails loudly 
 pycrdt release that changes it (pycrdt is also pinned below 0.15):
 
 * ``Doc._doc``: ``create_transaction()``, ``apply_update(txn, bytes)``,
-  ``get_state(txn)``, ``observe(callback)`` (events with ``.update``);
+  ``get_state(txn)``, ``observe(callback)`` (events with ``.update``, ``.delete_set``);
 * ``Map.integrated``: ``insert_array_prelim(txn, key)``, ``keys(txn)``, ``get(txn, key)``,
   ``observe_deep(callback)`` (events with ``.path``, ``.keys`` for the map itself);
 * ``pycrdt._pycrdt.Array``: ``insert(txn, index, value)``, ``remove_range(txn, start,
@@ -34,7 +34,7 @@ YTransaction = Any
 ArrayDelta = list[dict[str, Any]]
 """A change of one array: ``{"retain": n}``, ``{"delete": n}``, ``{"insert": [values]}``."""
 
-OnTransaction = Callable[[bytes | None], None]
+OnTransaction = Callable[[bytes | None, bytes | None], None]
 OnArray = Callable[[str, ArrayDelta], None]
 OnWriters = Callable[[dict[str, dict[str, Any]]], None]
 
@@ -47,8 +47,9 @@ class YDoc:
     Observers, run when a transaction that changed something commits: for a remote
     one, ``on_array(writer, delta)`` for each changed writer array and
     ``on_writers(keys)`` for changes of the map itself (pycrdt's ``{key: {"action",
-    "newValue"...}}``); then, for every one, ``on_transaction`` with its Yjs update if
-    it was local (``local`` set while it ran), else None. Pass them through ``weakly``.
+    "newValue"...}}``); then, for every one, ``on_transaction`` with its Yjs update and
+    encoded delete set if it was local (``local`` set while it ran), else None and None.
+    Pass them through ``weakly``.
     """
 
     __slots__ = ("__weakref__", "_doc", "_raw", "_subscriptions", "_writers", "client_id", "local")
@@ -72,8 +73,12 @@ class YDoc:
             doc = this()
             if doc is None:
                 return
-            update = event.update if doc.local else None
-            on_transaction(update if update and update != _EMPTY_UPDATE else None)
+            if doc.local:
+                update = event.update
+                if update and update != _EMPTY_UPDATE:
+                    on_transaction(update, event.delete_set)
+                    return
+            on_transaction(None, None)
 
         def deep(events: list[Any]) -> None:
             doc = this()

@@ -63,7 +63,13 @@ class Outbox:
             # smaller on the wire and much cheaper to apply than many tiny ones.
             local, self._local = self._local, {}
             for name, deltas in local.items():
-                merged = _merge(deltas, self.config.part_bytes, self.config.part_items)
+                replica = self._stores.get(name)
+                squashed = replica.squash(deltas) if replica is not None else None
+                merged = (
+                    [squashed]
+                    if squashed is not None
+                    else _merge(deltas, self.config.part_bytes, self.config.part_items)
+                )
                 for link in links.values():
                     link.out.updates.setdefault(name, []).extend(merged)
         out: Frames = []

@@ -23,9 +23,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.log: list[tuple[str, Any]] = []
+        self.deletes: list[bytes | None] = []
 
-    def on_transaction(self, update: bytes | None) -> None:
+    def on_transaction(self, update: bytes | None, deletes: bytes | None) -> None:
         self.log.append(("transaction", update))
+        self.deletes.append(deletes)
 
     def on_array(self, writer: str, delta: list[dict[str, Any]]) -> None:
         self.log.append(("array", (writer, delta)))
@@ -62,6 +64,24 @@ def test_a_local_transaction_reports_its_update_and_no_events() -> None:
     other = Doc()
     other.apply_update(update)  # a plain Yjs update: a map of arrays of byte strings
     assert list(other.get("writers", type=Map)["7"]) == [b"a", b"b"]
+
+
+def test_a_local_transaction_reports_its_delete_set_encoded_as_in_an_update() -> None:
+    seen = Recorder()
+    doc = seen.doc(7)
+    write(doc, "7", [b"a", b"b", b"c"])
+    txn = doc.begin()
+    doc.local = True
+    try:
+        doc.remove(txn, doc.arrays(txn)["7"], 0, 2)  # clocks 1 and 2
+    finally:
+        doc.end(txn)
+        doc.local = False
+    assert seen.deletes[0] == b"\x00"  # appends only: no deletions
+    # The delete set alone, as it ends an update: one client, one range (1, 2).
+    assert seen.deletes[1] == bytes([1, 7, 1, 1, 2])
+    update = seen.log[1][1]
+    assert update.endswith(seen.deletes[1])
 
 
 def test_an_empty_transaction_reports_nothing() -> None:
@@ -179,7 +199,7 @@ def test_observers_hold_their_owner_weakly() -> None:
                 1, weakly(self.on_transaction), weakly(self.on_array), weakly(self.on_writers)
             )
 
-        def on_transaction(self, update: bytes | None) -> None: ...
+        def on_transaction(self, update: bytes | None, deletes: bytes | None) -> None: ...
 
         def on_array(self, writer: str, delta: list[dict[str, Any]]) -> None: ...
 
