@@ -137,6 +137,9 @@ class Topology:
                 del self._dialing[peer]
                 if peer == self._swapping:
                     self._swapping = None
+        for peer, until in list(self._refused.items()):  # (in a full mesh too: a refusal
+            if until <= now:  # left from a bounded room must not stay a deadline past)
+                del self._refused[peer]
         if not self.bounded(len(present) + 1):
             if self._rewire_at is None:
                 return []  # a full mesh links itself: the newcomer dials everyone
@@ -145,9 +148,6 @@ class Topology:
             self._dial(wanted, now)
             return wanted
         self._enter_bounded(now)
-        for peer, until in list(self._refused.items()):
-            if until <= now:
-                del self._refused[peer]
         missing = config.degree - self.degree if self.degree < config.degree_low else 0
         rewire = self._rewire_at is not None and now >= self._rewire_at
         if rewire:
@@ -211,7 +211,9 @@ class Topology:
                 return True
         elif self._rewire_at is not None:
             return True
-        return any(until <= now for until in self._dialing.values())
+        return any(until <= now for until in self._dialing.values()) or any(
+            until <= now for until in self._refused.values()
+        )
 
     # -- internals ------------------------------------------------------------------------
 

@@ -78,6 +78,23 @@ def test_dials_time_out_and_refusals_cool_down() -> None:
     assert topology.needs_attention(room_size=11, now=11.5) is True  # they timed out
 
 
+def test_a_refusal_from_a_bounded_room_ends_once_it_shrinks_to_a_full_mesh() -> None:
+    """Found by the JavaScript port: a refusal kept after the room shrank back to a full
+    mesh left next_deadline() in the past forever, and the driver's timer spun."""
+    config = MeshConfig(full_mesh_max=8, refused_cooldown=5.0)
+    topology = Topology(config, random.Random(1))
+    first = topology.choose(peers(10), now=0.0)  # bounded
+    topology.refused(first[0], now=1.0)
+    for peer in first[1:]:
+        topology.link_down(peer)  # under degree_low: the refusal counts as a deadline
+    small = set(peers(4))  # the room shrank to a full mesh
+    topology.to_dial(small, now=2.0)
+    assert topology.needs_attention(room_size=5, now=7.0) is True  # the refusal ended
+    topology.to_dial(small, now=7.0)
+    deadline = topology.next_deadline()
+    assert deadline is None or deadline > 7.0
+
+
 def test_past_degree_high_the_best_linked_neighbours_are_dropped() -> None:
     topology = Topology(CONFIG, random.Random(1))
     topology.choose(peers(100), now=0.0)  # bounded from now on
