@@ -223,16 +223,24 @@ class Outbox:
 
     def _diff_messages(self, diffs: dict[str, bytes]) -> Iterator[dict[str, bytes]]:
         """DIFF bodies: one update per store per message, each message within a part."""
+        config = self.config
         pending = {name: self._parts(diff, len(diff) // 2 + 1) for name, diff in diffs.items()}
         while pending:
             body: dict[str, bytes] = {}
             size = 0
+            items = 0
             for name in list(pending):
                 parts = pending[name]
-                if body and size + len(parts[0]) > self.config.part_bytes:
-                    continue
-                body[name] = parts.pop(0)[0]
-                size += len(body[name])
+                part, cost = parts[0]
+                if body and (
+                    size + len(part) > config.part_bytes or items + cost > config.part_items
+                ):
+                    continue  # (bytes and items both: several stores' parts could
+                    # add up past the receiver's item budget, and be refused whole)
+                body[name] = part
+                size += len(part)
+                items += cost
+                parts.pop(0)
                 if not parts:
                     del pending[name]
             yield body

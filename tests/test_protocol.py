@@ -57,6 +57,23 @@ def test_engine_handshake_and_sync_without_any_io() -> None:
     assert b.store("s").get("k") == {"v": 1}
 
 
+def test_a_late_joiner_gets_stores_whose_parts_add_up_past_the_item_budget() -> None:
+    """Found by the JavaScript port: a DIFF packed several stores' parts by bytes only,
+    so three stores of 8,000 keys made one DIFF over ``max_message_items``, refused
+    whole by the late joiner at every repair."""
+    a = SyncEngine("a")
+    for name in ("s1", "s2", "s3"):
+        a.create_store(name).bulk_set({f"k{i}": i for i in range(8_000)})
+        a.commit(name)
+    b = SyncEngine("b")
+    a.link_up("b", 0.0)
+    b.link_up("a", 0.0)
+    pump({"a": a, "b": b})
+    for name in ("s1", "s2", "s3"):
+        assert len(b.store(name)) == 8_000
+    assert b.stats["too_many_items"] == 0 and b.stats["violations"] == 0
+
+
 def test_engine_counts_messages_per_tick() -> None:
     a, b = linked_pair()
     pump({"a": a, "b": b})
