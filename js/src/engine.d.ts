@@ -17,6 +17,10 @@ export interface EngineConfig {
 }
 
 export const DEFAULT_CONFIG: Readonly<EngineConfig>;
+/** Bytes a sync, a diff or a batch is cut into: min(1 MiB, maxMessageBytes / 4). */
+export function partBytes(config: EngineConfig): number;
+/** Yjs items a message carries as updates: maxMessageItems / 2. */
+export function partItems(config: EngineConfig): number;
 /** Reasons a correct peer never causes: they count against a link's budget. */
 export const VIOLATIONS: Set<string>;
 
@@ -35,6 +39,11 @@ export class SyncEngine {
   /** Counters by reason (frames_in, bad_update, violations...). */
   readonly stats: Map<string, number>;
   readonly peers: string[];
+  /** Message parts (outbox.py): syncs, diffs and batches are cut into these. */
+  readonly partBytes: number;
+  readonly partItems: number;
+  /** Someone awaits agreement: acks go out at once and UPDATEs ask for immediate ones. */
+  readonly eager: boolean;
   store(name: string): StoreReplica | null;
   /** Get or create a store; a new one is announced to every linked peer. */
   createStore(name: string): StoreReplica;
@@ -52,6 +61,12 @@ export class SyncEngine {
   /** When `tick` next has work; null without links. */
   nextDeadline(): number | null;
   takeEvents(): EngineEvent[];
+  /**
+   * Someone awaits agreement (`synced()`), or stopped: while on, acks go out at once and
+   * UPDATEs carry `want_ack`; turning it on sends every linked peer our state of every
+   * store with `want_ack` (the reference's `want_acks`).
+   */
+  wantAcks(eager: boolean): void;
   /** Every linked peer reported holding exactly this peer's state of every store. */
   isSynced(): boolean;
 }

@@ -6,15 +6,18 @@
 // is crdt_stores/protocol.py (with link.py, outbox.py, repair.py).
 //
 // This increment: handshake (HELLO, SYNC, DIFF), live UPDATEs, lazy and immediate ACKs
-// with state vectors and deletion digests, relay (§6.5), heartbeats and dead links, a
-// minimal anti-entropy (a persisting gap is repaired with a DIFF, with backoff). Not yet:
-// splitting big syncs and batches into 1 MiB / 8,192-item parts (§6.2, §6.1 `more`),
-// `want_acks`/eager acks, transport backlog, the bounded mesh (§6.9).
+// with state vectors and deletion digests, eager acks while someone awaits agreement
+// (`wantAcks`), relay (§6.5), heartbeats and dead links, a minimal anti-entropy (a
+// persisting gap is repaired with a DIFF, with backoff), and bounded messages: syncs,
+// diffs and batches cut into parts of at most 1 MiB and 8,192 items as outbox.py cuts
+// them (§5.4, §6.1 `more`, §6.2; `split` in updates.js). Not yet: merging a tick's
+// deltas, transport backlog, the bounded mesh (§6.9).
 
 import { intake, isStoreName } from "./intake.js";
 import * as M from "./messages.js";
 import { StoreReplica } from "./replica.js";
-import { covers, encodeStateVector } from "./statevector.js";
+import { countEntries, covers, encodeStateVector } from "./statevector.js";
+import { readUpdate, split } from "./updates.js";
 import { DEFAULT_MAX_VALUE_BYTES, checkKey } from "./values.js";
 import { Budget, MAX_FRAME_BYTES, Reassembler, encodeMessage, frames } from "./wire.js";
 
@@ -61,6 +64,16 @@ const WRITE_OPERATIONS = new Map([
 ]);
 
 const EMPTY_SV = new Map();
+
+/** Bytes a sync or a batch is cut into: a quarter of a message, at most 1 MiB. */
+export function partBytes(config) {
+  return Math.min(MiB, Math.floor(config.maxMessageBytes / 4));
+}
+
+/** Items a message carries as updates: half the limit (state vectors take at most a quarter). */
+export function partItems(config) {
+  return Math.floor(config.maxMessageItems / 2);
+}
 
 const hex = (bytes) => Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 
@@ -125,6 +138,16 @@ export class SyncEngine {
     this.messageId = 0;
     this.nextSyncCheck = 0;
     this.buffers = new Budget(this.config.maxBufferBytes);
+    this.partBytes = partBytes(this.config);
+    this.partItems = partItems(this.config);
+    this.eager = false; // someone awaits agreement: acks go out at once, and are asked for
+    /** @type {WeakMap<Uint8Array, Array<[Uint8Array, number]>>} one flush: updates cut into parts */
+    this.splitCache = new WeakMap();
+    /** @type {Map<string, Uint8Array[]>} one flush: UPDATE frames shared by links */
+    this.shared = new Map();
+    /** @type {WeakMap<Uint8Array, number>} */
+    this.deltaIds = new WeakMap();
+    this.nextDeltaId = 0;
   }
 
   count(name, n = 1) {
@@ -418,9 +441,28 @@ export class SyncEngine {
     }
   }
 
-  /** Tell `link` our state of `name` within `ackDelay` (a lazy ack). */
+  /** Tell `link` our state of `name`: now if someone awaits agreement, else within
+   * `ackDelay` (a lazy ack). */
   ack(link, name) {
-    if (!link.out.ackLater.has(name)) link.out.ackLater.set(name, this.now + this.config.ackDelay);
+    if (this.eager) link.out.statesNow.add(name);
+    else if (!link.out.ackLater.has(name)) link.out.ackLater.set(name, this.now + this.config.ackDelay);
+  }
+
+  /**
+   * Someone awaits agreement (`synced()`), or stopped: while `eager`, acks go out at
+   * once and UPDATEs ask for immediate ones (`want_ack`); turning it on sends every
+   * linked peer our state of every store and asks for theirs (§6.3).
+   * @param {boolean} eager
+   */
+  wantAcks(eager) {
+    if (eager && !this.eager) {
+      for (const link of this.links.values()) {
+        promoteAcks(link.out);
+        for (const name of this.stores.keys()) link.out.statesNow.add(name);
+        link.out.wantAck = true;
+      }
+    }
+    this.eager = eager;
   }
 
   // -- timers ---------------------------------------------------------------------
@@ -500,24 +542,25 @@ export class SyncEngine {
   // -- output ---------------------------------------------------------------------
 
   /**
-   * Frames to send now, a few messages per link.
+   * Frames to send now, a few bounded messages per link: UPDATEs (encoded once for
+   * every link that gets the same parts), then HELLO or LINKS, SYNC, DIFFs and ACKs.
    * @returns {Array<[string, Uint8Array]>}
    */
   dataToSend(now) {
     this.now = now;
     const out = [];
+    this.splitCache = new WeakMap();
+    this.shared = new Map();
     for (const link of this.links.values()) {
-      const messages = this.messagesFor(link, now);
-      for (const message of messages) {
-        for (const frame of frames(encodeMessage(message), this.messageId++, this.config.maxFrameBytes)) {
-          out.push([link.peer, frame]);
-        }
-      }
-      if (messages.length) {
+      const ready = this.framesFor(link, now);
+      for (const frame of ready) out.push([link.peer, frame]);
+      if (ready.length) {
         link.lastSent = now;
-        this.count("frames_out", messages.length);
+        this.count("frames_out", ready.length);
       }
     }
+    this.splitCache = new WeakMap();
+    this.shared = new Map();
     return out;
   }
 
@@ -531,17 +574,23 @@ export class SyncEngine {
     return false;
   }
 
-  messagesFor(link, now) {
+  frames(message) {
+    return frames(encodeMessage(message), this.messageId++, this.config.maxFrameBytes);
+  }
+
+  framesFor(link, now) {
     const o = link.out;
-    const messages = [];
+    const out = [];
     const others = [...this.links.keys()].filter((peer) => peer !== link.peer);
+    if (o.diffs.size || o.updates.size || o.statesNow.size || o.wantAck) promoteAcks(o); // acks that could wait ride along
     if (o.updates.size) {
       // (first: a peer accepts UPDATEs before the handshake, §6)
-      const states = this.statesOf(o.updates.keys());
-      messages.push(M.update(o.updates, states));
-      for (const name of o.updates.keys()) o.ackLater.delete(name);
+      const batch = o.updates;
       o.updates = new Map();
+      for (const name of batch.keys()) o.statesNow.add(name);
+      out.push(...this.updateFrames(batch, o.statesNow, this.eager));
     }
+    const messages = [];
     if (o.hello) {
       messages.push(M.hello(this.peerId, others));
       o.hello = false;
@@ -551,14 +600,17 @@ export class SyncEngine {
       o.links = false;
     }
     if (o.sync) {
-      const names = [...this.stores.keys()];
-      messages.push(
-        M.sync(this.statesOf(names), {
-          wantSync: !link.syncComplete,
-          more: false,
-          digests: this.digestsOf(names),
-        }),
-      );
+      const groups = this.stateGroups(this.stores.keys());
+      if (!groups.length) groups.push([]);
+      groups.forEach((names, i) => {
+        messages.push(
+          M.sync(this.statesOf(names), {
+            wantSync: !link.syncComplete,
+            more: i + 1 < groups.length,
+            digests: this.digestsOf(names),
+          }),
+        );
+      });
       link.lastSyncSent = now;
       o.sync = false;
     }
@@ -568,24 +620,181 @@ export class SyncEngine {
         const replica = this.stores.get(name);
         if (replica) diffs.set(name, vector ? replica.diff(vector) : replica.diff());
       }
-      const names = [...diffs.keys()];
-      messages.push(M.diff(diffs, this.statesOf(names), this.digestsOf(names)));
-      for (const name of names) {
-        o.statesNow.delete(name);
-        o.ackLater.delete(name);
-      }
       o.diffs = new Map();
+      for (const body of this.diffMessages(diffs)) {
+        const names = [...body.keys()];
+        messages.push(M.diff(body, this.statesOf(names), this.digestsOf(names)));
+      }
+      for (const name of diffs.keys()) o.statesNow.delete(name);
     }
     if (o.statesNow.size || o.wantAck) {
       const names = o.wantAck ? [...this.stores.keys()] : [...o.statesNow].filter((n) => this.stores.has(n));
-      messages.push(M.ack(this.statesOf(names), { wantAck: o.wantAck, digests: this.digestsOf(names) }));
-      for (const name of names) o.ackLater.delete(name);
+      for (const group of this.stateGroups(names)) {
+        messages.push(M.ack(this.statesOf(group), { wantAck: o.wantAck, digests: this.digestsOf(group) }));
+      }
       o.statesNow = new Set();
       o.wantAck = false;
     }
-    if (o.heartbeat && !messages.length) messages.push(M.heartbeat());
+    if (o.heartbeat && !messages.length && !out.length) messages.push(M.heartbeat());
     o.heartbeat = false;
-    return messages;
+    for (const message of messages) out.push(...this.frames(message));
+    return out;
+  }
+
+  /**
+   * The batch as UPDATE frames, in order, each message within a part; our state of a
+   * store (from `statesFor`, taken out) rides on the first message that carries it.
+   * Encoded once per flush for every link that gets the same parts with the same states.
+   * @param {Map<string, Uint8Array[]>} batch
+   * @param {Set<string>} statesFor
+   * @param {boolean} wantAck
+   */
+  updateFrames(batch, statesFor, wantAck) {
+    const out = [];
+    for (const group of this.updateMessages(batch)) {
+      const attached = [...group.keys()].filter((name) => statesFor.has(name) && this.stores.has(name));
+      let key = `${wantAck ? 1 : 0}|${attached.join("\u0000")}`;
+      for (const [name, parts] of group) key += `|${name}\u0000${parts.map((part) => this.deltaId(part)).join(",")}`;
+      let shared = this.shared.get(key);
+      if (!shared) {
+        shared = this.frames(M.update(group, this.statesOf(attached), { wantAck }));
+        this.shared.set(key, shared);
+      }
+      out.push(...shared);
+      for (const name of attached) statesFor.delete(name);
+    }
+    return out;
+  }
+
+  deltaId(delta) {
+    let id = this.deltaIds.get(delta);
+    if (id === undefined) this.deltaIds.set(delta, (id = this.nextDeltaId++));
+    return id;
+  }
+
+  /**
+   * `update` as is if it fits in a message part, else cut into parts (`split`); each
+   * with a bound on its Yjs items (outbox.py `_parts`). `items` is a bound known
+   * already, or null.
+   * @param {Uint8Array} update
+   * @param {number | null} items
+   * @returns {Array<[Uint8Array, number]>}
+   */
+  parts(update, items) {
+    const { partBytes, partItems } = this;
+    if (items !== null && update.length <= partBytes && items <= partItems) return [[update, items]];
+    const cached = this.splitCache.get(update);
+    if (cached) return cached;
+    const read = readUpdate(update, {
+      maxUnits: Number.MAX_SAFE_INTEGER,
+      maxValueBytes: this.config.maxValueBytes,
+      checkEntries: false,
+      keepStructs: update.length > partBytes, // (else only if it turns out to need them)
+    });
+    let parts;
+    if (update.length <= partBytes && read.units <= partItems) parts = [[update, read.units]];
+    else {
+      const full =
+        update.length > partBytes
+          ? read
+          : readUpdate(update, {
+              maxUnits: Number.MAX_SAFE_INTEGER,
+              maxValueBytes: this.config.maxValueBytes,
+              checkEntries: false,
+              keepStructs: true,
+            });
+      parts = split(full, partBytes, partItems).map((piece) => [piece, partItems]);
+    }
+    this.splitCache.set(update, parts);
+    return parts;
+  }
+
+  /**
+   * DIFF bodies: one update per store per message, each message within a part in
+   * bytes and in items (a store's parts in order, several stores' together).
+   * @param {Map<string, Uint8Array>} diffs
+   * @returns {Array<Map<string, Uint8Array>>}
+   */
+  diffMessages(diffs) {
+    const pending = new Map();
+    for (const [name, diff] of diffs) {
+      pending.set(name, this.parts(diff, Math.floor(diff.length / 2) + 1));
+    }
+    const bodies = [];
+    while (pending.size) {
+      const body = new Map();
+      let size = 0;
+      let items = 0;
+      for (const [name, parts] of pending) {
+        const [part, cost] = parts[0];
+        if (body.size && (size + part.length > this.partBytes || items + cost > this.partItems)) continue;
+        body.set(name, part);
+        size += part.length;
+        items += cost;
+        parts.shift();
+        if (!parts.length) pending.delete(name);
+      }
+      bodies.push(body);
+    }
+    return bodies;
+  }
+
+  /**
+   * UPDATE bodies: the deltas of a batch, in order, within a part per message.
+   * @param {Map<string, Uint8Array[]>} batch
+   * @returns {Array<Map<string, Uint8Array[]>>}
+   */
+  updateMessages(batch) {
+    const { partBytes, partItems } = this;
+    const groups = [];
+    let group = new Map();
+    let size = 0;
+    let items = 0;
+    for (const [name, deltas] of batch) {
+      for (const delta of deltas) {
+        for (const [part, cost] of this.parts(delta, null)) {
+          if (group.size && (size + part.length > partBytes || items + cost > partItems)) {
+            groups.push(group);
+            group = new Map();
+            size = 0;
+            items = 0;
+          }
+          const list = group.get(name);
+          if (list) list.push(part);
+          else group.set(name, [part]);
+          size += part.length;
+          items += cost;
+        }
+      }
+    }
+    if (group.size) groups.push(group);
+    return groups;
+  }
+
+  /** Store names in groups whose state vectors fit in one message (outbox.py). */
+  stateGroups(names) {
+    const groups = [];
+    let group = [];
+    let items = 0;
+    let size = 0;
+    const maxItems = Math.floor((this.config.maxMessageItems * M.SV_ENTRIES_PER_ITEM) / 4);
+    for (const name of names) {
+      const replica = this.stores.get(name);
+      if (!replica) continue;
+      const encoded = replica.stateVector();
+      const count = Number(countEntries(encoded));
+      if (group.length && (items + count > maxItems || size + encoded.length + name.length > this.partBytes)) {
+        groups.push(group);
+        group = [];
+        items = 0;
+        size = 0;
+      }
+      group.push(name);
+      items += count;
+      size += encoded.length + name.length;
+    }
+    if (group.length) groups.push(group);
+    return groups;
   }
 
   statesOf(names) {
@@ -623,6 +832,12 @@ export class SyncEngine {
     }
     return true;
   }
+}
+
+/** Every delayed ack goes out now (with what goes out anyway). */
+function promoteAcks(out) {
+  for (const name of out.ackLater.keys()) out.statesNow.add(name);
+  out.ackLater.clear();
 }
 
 function queueUpdates(link, name, deltas) {

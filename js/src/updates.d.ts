@@ -17,6 +17,25 @@ export interface Block {
   count: number;
   start: number;
   stop: number;
+  /** each struct, only when read with `keepStructs` (`split` needs them) */
+  structs?: Struct[];
+}
+
+/** One struct of a block (read with `keepStructs`): where its bytes are, which clocks it covers. */
+export interface Struct {
+  clock: number;
+  length: number;
+  /** offset of its info byte in the update */
+  start: number;
+  /** offset just past it */
+  end: number;
+  info: number;
+  /** clock of its right origin, or -1 */
+  right: number;
+  /** Any items: offset of the value count (header bytes before it) */
+  headEnd: number;
+  /** Any items: offset of each value; null for other structs */
+  values: number[] | null;
 }
 
 /** Client id to `[clock, length]` delete ranges. */
@@ -40,6 +59,8 @@ export interface ReadOptions {
   maxValueBytes: number;
   checkEntries?: boolean;
   have?: Map<number, number> | null;
+  /** keep a description of every struct (`split` needs it) */
+  keepStructs?: boolean;
 }
 
 /** Read and check a Yjs v1 update from a peer (§7.2); throws `InvalidUpdate`. */
@@ -48,3 +69,11 @@ export function readUpdate(data: Uint8Array, options: ReadOptions): Update;
 export function encodeDeletes(deletes: DeleteSet): Uint8Array;
 /** What of a read update may be handed to Yjs (its delete set clipped if needed). */
 export function applicable(update: Pick<Update, "data" | "deletes" | "clipped" | "deletesStart">): Uint8Array;
+/** An update from encoded blocks (struct count, client, clock, structs) and a delete set. */
+export function encodeUpdate(blocks: Uint8Array[], deletes: DeleteSet): Uint8Array;
+/**
+ * Cut an update (read with `keepStructs: true`) into parts of at most `maxBytes` and
+ * `maxUnits` each that, applied in order, do what the whole does: the reference's
+ * boundaries (`crdt_stores._update_writing.split`), byte for byte.
+ */
+export function split(update: Update, maxBytes: number, maxUnits: number): Uint8Array[];

@@ -17,7 +17,7 @@
 // The decisions, the reasons (`bad_update`, `too_many_items`) and the messages are the
 // reference's (crdt_stores/updates.py), check for check.
 
-import { createEncoder, toUint8Array, writeVarUint } from "lib0/encoding";
+import { createEncoder, toUint8Array, writeUint8, writeUint8Array, writeVarUint } from "lib0/encoding";
 import { EntryError, entryLimit, parseEntry } from "./entries.js";
 
 /** Yrs keeps clocks and lengths in 32 bits. */
@@ -136,7 +136,7 @@ function varuint(n) {
  * @param {Uint8Array} data
  * @param {{maxUnits: number, maxValueBytes: number, checkEntries?: boolean, have?: Map<number, number> | null}} options
  */
-export function readUpdate(data, { maxUnits, maxValueBytes, checkEntries = true, have = null }) {
+export function readUpdate(data, { maxUnits, maxValueBytes, checkEntries = true, have = null, keepStructs = false }) {
   const reader = new Reader(data);
   const blocks = [];
   const entries = checkEntries ? [] : null;
@@ -155,10 +155,23 @@ export function readUpdate(data, { maxUnits, maxValueBytes, checkEntries = true,
     if (units > maxUnits) throw tooMany(maxUnits);
     const known = have?.get(client) ?? 0;
     const raw = varuint(client); // references must name the client with these bytes
+    const structs = keepStructs ? [] : null;
     const block = { client, clock, end: clock, count, start: reader.pos, stop: 0 };
+    if (structs !== null) block.structs = structs;
     for (let s = 0; s < count; s++) {
-      const { length, values } = readStruct(reader, raw, client, clock, maxValueBytes, entries, known);
+      const start = reader.pos;
+      const { length, values, info, right, headEnd, offsets } = readStruct(
+        reader,
+        raw,
+        client,
+        clock,
+        maxValueBytes,
+        entries,
+        known,
+        keepStructs,
+      );
       units += values;
+      if (structs !== null) structs.push({ clock, length, start, end: reader.pos, info, right, headEnd, values: offsets });
       if (units > maxUnits) throw tooMany(maxUnits);
       clock += length;
       if (clock > MAX_CLOCK) throw new InvalidUpdate("clock out of range");
@@ -210,13 +223,13 @@ function tooMany(maxUnits) {
 }
 
 /** One struct at `clock` of the client whose id encodes as `raw`: its length and entries. */
-function readStruct(reader, raw, client, clock, maxValueBytes, entries, known) {
+function readStruct(reader, raw, client, clock, maxValueBytes, entries, known, keep = false) {
   const info = reader.byte();
   const ref = info & 0x1f;
   if (ref === GC) {
     const length = reader.uint();
     if (length === 0 || clock === 0) throw new InvalidUpdate("bad garbage-collected range");
-    return bounded(clock, length, 0);
+    return bounded(clock, length, 0, info);
   }
   if (ref === SKIP) {
     throw new InvalidUpdate("a Skip struct (a gap in a merged update) is never sent");
@@ -225,8 +238,9 @@ function readStruct(reader, raw, client, clock, maxValueBytes, entries, known) {
     throw new InvalidUpdate(`struct of content type ${ref} is not part of the store layout`);
   }
   let root = false;
+  let right = -1;
   if (info & HAS_ORIGIN) sameClientEarlier(reader, raw, clock);
-  if (info & HAS_RIGHT) sameClientEarlier(reader, raw, clock);
+  if (info & HAS_RIGHT) right = sameClientEarlier(reader, raw, clock);
   if (!(info & (HAS_ORIGIN | HAS_RIGHT))) {
     const kind = reader.uint();
     if (kind === 1) {
@@ -247,22 +261,23 @@ function readStruct(reader, raw, client, clock, maxValueBytes, entries, known) {
   }
   if (ref === TYPE) {
     if (reader.uint() !== YARRAY) throw new InvalidUpdate("only arrays are part of the store layout");
-    return bounded(clock, 1, 0);
+    return bounded(clock, 1, 0, info, right);
   }
   if (ref === DELETED) {
     const length = reader.uint();
     if (length === 0) throw new InvalidUpdate("empty deleted content");
-    return bounded(clock, length, 0);
+    return bounded(clock, length, 0, info, right);
   }
+  const headEnd = reader.pos;
   const count = reader.uint();
   if (count === 0) throw new InvalidUpdate("empty content");
-  readEntries(reader, count, clock, maxValueBytes, entries, known);
-  return bounded(clock, count, count);
+  const offsets = readEntries(reader, count, clock, maxValueBytes, entries, known, keep);
+  return bounded(clock, count, count, info, right, headEnd, offsets);
 }
 
-function bounded(clock, length, values) {
+function bounded(clock, length, values, info, right = -1, headEnd = 0, offsets = null) {
   if (clock + length > MAX_CLOCK) throw new InvalidUpdate("clock out of range");
-  return { length, values };
+  return { length, values, info, right, headEnd, offsets };
 }
 
 /** An origin: it must be an earlier entry (not the array slot) of the same writer. */
@@ -277,13 +292,16 @@ function sameClientEarlier(reader, raw, clock) {
   return at;
 }
 
-/** `count` Any values, each a Uint8Array holding an entry (checked into `entries`). */
-function readEntries(reader, count, clock, maxValueBytes, entries, known) {
+/** `count` Any values, each a Uint8Array holding an entry (checked into `entries`); the
+ * offset of each value if `keep`, else null. */
+function readEntries(reader, count, clock, maxValueBytes, entries, known, keep) {
   const limit = entryLimit(maxValueBytes);
   const { data } = reader;
   const end = data.length;
   let pos = reader.pos;
+  const offsets = keep ? [] : null;
   for (let i = 0; i < count; i++) {
+    if (offsets !== null) offsets.push(pos);
     if (pos + 2 > end || data[pos] !== BUFFER) {
       throw new InvalidUpdate("an entry must be a byte string");
     }
@@ -309,6 +327,7 @@ function readEntries(reader, count, clock, maxValueBytes, entries, known) {
     }
   }
   reader.pos = pos;
+  return offsets;
 }
 
 /**
@@ -341,4 +360,165 @@ export function applicable(update) {
   out.set(update.data.subarray(0, update.deletesStart));
   out.set(tail, update.deletesStart);
   return out;
+}
+
+// -- writing: big updates cut into parts (crdt_stores/_update_writing.py) -------------
+
+/** Concatenate byte arrays. */
+function concat(pieces, total) {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const piece of pieces) {
+    out.set(piece, at);
+    at += piece.length;
+  }
+  return out;
+}
+
+/**
+ * An update from encoded blocks (each: struct count, client, clock, structs) and a
+ * delete set.
+ * @param {Uint8Array[]} blocks
+ * @param {DeleteSet} deletes
+ */
+export function encodeUpdate(blocks, deletes) {
+  const head = varuint(blocks.length);
+  const tail = encodeDeletes(deletes);
+  let total = head.length + tail.length;
+  for (const block of blocks) total += block.length;
+  return concat([head, ...blocks, tail], total);
+}
+
+/**
+ * Cut an update into parts of at most `maxBytes` and `maxUnits` each, with the
+ * reference's boundaries byte for byte (`crdt_stores._update_writing.split`).
+ *
+ * Applied in order, the parts have the effect of the whole: each writer's structs stay
+ * in clock order, an entry list too long for one part continues in the next with an
+ * origin pointing at the last entry before it (as Yjs itself encodes a partial item),
+ * and the deletions come last. A single entry bigger than `maxBytes` makes a part of
+ * its own.
+ * @param {Update} update read with `keepStructs: true`
+ * @param {number} maxBytes
+ * @param {number} maxUnits
+ * @returns {Uint8Array[]}
+ */
+export function split(update, maxBytes, maxUnits) {
+  const { data } = update;
+  const parts = [];
+  let blocks = []; // encoded blocks of the part being filled
+  let size = 0;
+  let units = 0;
+  let current = []; // structs of the block being filled
+  let currentBytes = 0;
+  let currentClient = -1;
+  let currentClock = 0;
+
+  const closeBlock = () => {
+    if (!current.length) return;
+    const encoder = createEncoder();
+    writeVarUint(encoder, current.length);
+    writeVarUint(encoder, currentClient);
+    writeVarUint(encoder, currentClock);
+    const head = toUint8Array(encoder);
+    blocks.push(concat([head, ...current], head.length + currentBytes));
+    size += head.length;
+    current = [];
+    currentBytes = 0;
+  };
+  const closePart = () => {
+    closeBlock();
+    if (blocks.length) parts.push(encodeUpdate(blocks, new Map()));
+    blocks = [];
+    size = 0;
+    units = 0;
+  };
+  const add = (piece, clock, cost) => {
+    if ((blocks.length || current.length) && (size + piece.length + 32 > maxBytes || units + cost > maxUnits)) {
+      closePart();
+    }
+    if (!current.length) currentClock = clock;
+    current.push(piece);
+    currentBytes += piece.length;
+    size += piece.length;
+    units += cost;
+  };
+
+  for (const block of update.blocks) {
+    closeBlock();
+    currentClient = block.client;
+    if (!block.structs) throw new TypeError("split needs an update read with keepStructs: true");
+    for (const struct of block.structs) {
+      const { values } = struct;
+      const whole = struct.end - struct.start;
+      if (values === null || (whole <= maxBytes && 1 + values.length <= maxUnits)) {
+        add(data.subarray(struct.start, struct.end), struct.clock, 1 + (values ? values.length : 0));
+        continue;
+      }
+      for (const [first, last] of valueRuns(struct, maxBytes, maxUnits)) {
+        add(partial(data, block.client, struct, first, last), struct.clock + first, 1 + last - first);
+      }
+    }
+  }
+  closePart();
+  if (update.deletes.size) parts.push(...splitDeletes(update.deletes, maxUnits));
+  return parts.length ? parts : [encodeUpdate([], new Map())];
+}
+
+/** Runs `[first, last)` of an Any struct's values that fit the limits. */
+function* valueRuns(struct, maxBytes, maxUnits) {
+  const { values } = struct;
+  const ends = [...values.slice(1), struct.end];
+  const budget = Math.max(maxBytes - 64, 1);
+  let first = 0;
+  while (first < values.length) {
+    let last = first + 1;
+    while (last < values.length && ends[last] - values[first] <= budget && last - first < maxUnits - 1) last++;
+    yield [first, last];
+    first = last;
+  }
+}
+
+/** The values `[first, last)` of an Any struct, encoded as a struct of their own. */
+function partial(data, client, struct, first, last) {
+  const { values } = struct;
+  const end = last < values.length ? values[last] : struct.end;
+  const encoder = createEncoder();
+  if (first === 0) {
+    writeUint8Array(encoder, data.subarray(struct.start, struct.headEnd));
+  } else {
+    // A continuation: the origin is the entry just before (how Yjs encodes a split item).
+    writeUint8(encoder, HAS_ORIGIN | (struct.info & (HAS_RIGHT | HAS_SUB)) | ANY);
+    writeVarUint(encoder, client);
+    writeVarUint(encoder, struct.clock + first - 1);
+    if (struct.right >= 0) {
+      writeVarUint(encoder, client);
+      writeVarUint(encoder, struct.right);
+    }
+  }
+  writeVarUint(encoder, last - first);
+  writeUint8Array(encoder, data.subarray(values[first], end));
+  return toUint8Array(encoder);
+}
+
+/** A delete set in parts of fewer than `maxUnits` ranges, in order. */
+function splitDeletes(deletes, maxUnits) {
+  const parts = [];
+  let chunk = new Map();
+  let units = 0;
+  for (const [client, ranges] of deletes) {
+    for (const range of ranges) {
+      if (units >= maxUnits - 1) {
+        parts.push(encodeUpdate([], chunk));
+        chunk = new Map();
+        units = 0;
+      }
+      let list = chunk.get(client);
+      if (!list) chunk.set(client, (list = []));
+      list.push(range);
+      units += 1;
+    }
+  }
+  if (chunk.size) parts.push(encodeUpdate([], chunk));
+  return parts;
 }

@@ -1,0 +1,46 @@
+"""The reference's update splitting driven over stdin/stdout, for the JavaScript tests.
+
+``js/test/split.test.js`` checks that the JavaScript ``split`` (``js/src/updates.js``)
+cuts updates exactly where ``crdt_stores._update_writing.split`` does. Each stdin line
+is one JSON command, answered by exactly one JSON line on stdout:
+
+* ``{"update": HEX, "max_bytes": N, "max_units": N}`` -> ``{"units": N, "parts": [HEX, ...]}``
+  (the update read as the outbox reads its own before splitting it: entries unchecked,
+  every struct kept)
+
+Errors answer ``{"error": "..."}``; end of input ends the script.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from crdt_stores import updates
+from crdt_stores.config import SyncConfig
+
+
+def main() -> None:
+    max_value_bytes = SyncConfig().max_value_bytes
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            command = json.loads(line)
+            read = updates.read(
+                bytes.fromhex(command["update"]),
+                max_units=1 << 62,
+                max_value_bytes=max_value_bytes,
+                check_entries=False,
+                keep_structs=True,
+            )
+            parts = updates.split(read, command["max_bytes"], command["max_units"])
+            answer = {"units": read.units, "parts": [part.hex() for part in parts]}
+        except Exception as exc:  # answered, not fatal: the test reports it
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
