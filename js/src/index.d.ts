@@ -118,6 +118,7 @@ export {
   pythonJson,
 } from "./sealing.js";
 export { Meeting, MeetingOptions, PEER_EVENTS, PeerEvent, SyncTimeoutError, tokenSubject } from "./meeting.js";
+export { MeshConfig, MeshOptions, Topology } from "./mesh.js";
 export { BulkSetData, Store, StoreCallback, Stores, WriteOptions } from "./store.js";
 export { JoinError, SignalingClient } from "./signaling.js";
 export {

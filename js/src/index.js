@@ -97,6 +97,7 @@ export {
   pythonJson,
 } from "./sealing.js";
 export { Meeting, PEER_EVENTS, SyncTimeoutError, tokenSubject } from "./meeting.js";
+export { MeshConfig, Topology } from "./mesh.js";
 export { Store, Stores } from "./store.js";
 export { JoinError, SignalingClient } from "./signaling.js";
 export {

@@ -2,6 +2,7 @@ import { EngineConfig, SyncEngine } from "./engine.js";
 import { Stores } from "./store.js";
 import { WebSocketConstructor } from "./signaling.js";
 import { IceServer } from "./transport/webrtc.js";
+import { MeshConfig, MeshOptions } from "./mesh.js";
 
 export const PEER_EVENTS: readonly ["peer_joined", "peer_left", "peer_misbehaved", "signal_refused"];
 export type PeerEvent = (typeof PEER_EVENTS)[number];
@@ -50,6 +51,10 @@ export interface MeetingOptions extends Partial<EngineConfig> {
   signalingOptions?: object;
   /** Where errors of callbacks and warnings go (default `console`; null: nowhere). */
   logger?: Logger | null;
+  /** The bounded mesh (PROTOCOL.md §6.9): a full mesh up to `fullMeshMax` peers (16),
+   * past it 4 to 12 links per peer (`degreeLow`, `degreeHigh`; `degree` 6 dialed).
+   * Peers of one room should use the same `fullMeshMax`. */
+  mesh?: MeshOptions | MeshConfig;
 }
 
 /** One participant of a room, with the room's replicated stores. */
@@ -61,10 +66,12 @@ export class Meeting {
   leave(): Promise<void>;
   readonly peerId: string;
   readonly room: string;
-  /** Peers linked right now. */
+  /** Peers linked right now (in a bounded mesh, this peer's neighbours). */
   readonly peers: string[];
-  /** Every other peer signaling lists in the room. */
+  /** Every other peer signaling lists in the room, linked or not. */
   readonly roomPeers: string[];
+  /** The mesh options in force. */
+  readonly mesh: MeshConfig;
   readonly stores: Stores;
   readonly joined: boolean;
   readonly state: "new" | "joining" | "joined" | "left";

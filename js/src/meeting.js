@@ -6,6 +6,7 @@
 // events. The reference is crdt_stores/meeting.py and driver.py.
 
 import { SyncEngine } from "./engine.js";
+import { MeshConfig, Topology } from "./mesh.js";
 import { Stores } from "./store.js";
 import { WebRTCTransport } from "./transport/webrtc.js";
 
@@ -48,6 +49,7 @@ const KNOWN = new Set([
   "flushInterval",
   "maxBufferedBytes",
   "logger",
+  "mesh",
   ...ENGINE_OPTIONS,
   ...TRANSPORT_OPTIONS,
 ]);
@@ -102,6 +104,8 @@ export class Meeting {
     this._maxBuffered = o.maxBufferedBytes ?? 4 * 1024 * 1024;
     this._log = o.logger === undefined ? console : o.logger;
     this._engineConfig = {};
+    // Which peers to link to: all of a small room, a few of a large one (mesh.js, §6.9).
+    this._topology = new Topology(o.mesh instanceof MeshConfig ? o.mesh : new MeshConfig(o.mesh ?? {}));
     for (const name of ENGINE_OPTIONS) if (o[name] !== undefined) this._engineConfig[name] = o[name];
     /** @type {"new" | "joining" | "joined" | "left"} */
     this._state = "new";
@@ -193,7 +197,8 @@ export class Meeting {
     return this._room;
   }
 
-  /** Ids of the peers this participant is linked to right now. */
+  /** Ids of the peers this participant is linked to right now (in a room past
+   * `mesh.fullMeshMax`, a few of `roomPeers`: its neighbours). */
   get peers() {
     return this._engine ? this._engine.peers : [];
   }
@@ -201,6 +206,11 @@ export class Meeting {
   /** Ids of every other peer in the room as signaling lists them, linked or not. */
   get roomPeers() {
     return this._transport ? [...this._transport.presentPeers()].sort() : [];
+  }
+
+  /** The mesh options in force (`MeshConfig`). */
+  get mesh() {
+    return this._topology.config;
   }
 
   get stores() {
@@ -264,7 +274,7 @@ export class Meeting {
     const timeout = typeof options === "number" ? options : options?.timeout ?? null;
     this._flush();
     if (this._agreed()) return [...engine.peers].sort();
-    return new Promise((resolve, reject) => {
+    const waiting = new Promise((resolve, reject) => {
       const waiter = { resolve, reject, timer: null };
       if (timeout != null) {
         waiter.timer = setTimeout(() => {
@@ -273,8 +283,15 @@ export class Meeting {
         }, timeout * 1000);
       }
       this._waiters.push(waiter);
-      this._reschedule();
     });
+    engine.wantAcks(true); // acks go out at once while someone waits (driver.py)
+    this._scheduleFlush();
+    this._reschedule();
+    try {
+      return await waiting;
+    } finally {
+      if (!this._waiters.length) engine.wantAcks(false);
+    }
   }
 
   /** The peers synced() still waits for: linked ones, and listed ones not known unreachable. */
@@ -363,6 +380,8 @@ export class Meeting {
     if (this._transport) engine.peerId = this._transport.peerId;
     const replaced = engine.peers.includes(peer); // a new connection took over: no news
     engine.linkUp(peer, now());
+    this._topology.linkUp(peer);
+    if (this._topology.linked.size > this._topology.config.degreeHigh) this._maintainMesh(); // an accepted link past degreeHigh: another goes
     this._unreachable.delete(peer);
     if (!replaced) this._emit("peer_joined", peer);
     this._scheduleFlush();
@@ -372,9 +391,11 @@ export class Meeting {
   linkDown(peer) {
     const engine = this._engine;
     if (!engine) return;
+    this._topology.linkDown(peer);
     if (engine.linkDown(peer)) this._emit("peer_left", peer);
     this._checkSynced();
     this._scheduleFlush();
+    this._maintainMesh();
   }
 
   frame(peer, data) {
@@ -392,8 +413,42 @@ export class Meeting {
     this._emit("signal_refused", peer, reason);
   }
 
-  acceptsLink() {
-    return this._state === "joining" || this._state === "joined";
+  /** Whether to answer `peer`'s offer (false: the transport signals `busy`, §3.2). */
+  acceptsLink(peer) {
+    if ((this._state !== "joining" && this._state !== "joined") || !this._transport) return false;
+    return this._topology.accepts(peer, this._transport.roomSize());
+  }
+
+  /** Whom to offer to among `present` (joining, or registered again with signaling). */
+  chooseLinks(present) {
+    return this._topology.choose(present, now());
+  }
+
+  /** Whether a failed link to `peer` is retried: in a full mesh; in a bounded one the
+   * mesh dials whom it lacks instead. */
+  retriesLink(_peer) {
+    return !this._transport || !this._topology.bounded(this._transport.roomSize());
+  }
+
+  /** `peer` answered `busy` to our offer. */
+  linkRefused(peer) {
+    this._topology.refused(peer, now());
+    this._maintainMesh();
+  }
+
+  /** Dial or drop links as the room's mesh needs (mesh.js `Topology`). */
+  _maintainMesh() {
+    const transport = this._transport;
+    const engine = this._engine;
+    if (!transport || !engine || this._state !== "joined") return;
+    const topology = this._topology;
+    const size = transport.roomSize();
+    const t = now();
+    if (!topology.needsAttention(size, t)) return;
+    const degrees = new Map();
+    for (const [peer, link] of engine.links) degrees.set(peer, link.remoteLinks ? link.remoteLinks.size : 0);
+    for (const peer of topology.toDrop(size, degrees)) transport.dropLink(peer);
+    for (const peer of topology.toDial(transport.presentPeers(), t)) transport.dial(peer);
   }
 
   // -- events ---------------------------------------------------------------------
@@ -465,6 +520,8 @@ export class Meeting {
 
   _deadline() {
     let deadline = this._engine?.nextDeadline() ?? null;
+    const meshDeadline = this._topology.nextDeadline();
+    if (meshDeadline !== null) deadline = deadline === null ? meshDeadline : Math.min(deadline, meshDeadline);
     if (this._waiters.length) {
       const poll = now() + WAITING_POLL;
       deadline = deadline === null ? poll : Math.min(deadline, poll);
@@ -493,6 +550,7 @@ export class Meeting {
         this._dispatch();
         this._flush();
       }
+      this._maintainMesh();
     } catch (error) {
       this._log?.error?.("crdt-stores: error in the sync timer", error);
     }

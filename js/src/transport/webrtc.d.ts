@@ -43,8 +43,15 @@ export interface TransportHandler {
   linkDown(peer: string): void;
   frame(peer: string, data: Uint8Array): void;
   signalRefused?(peer: string, reason: string): void;
+  /** Whether to answer `peer`'s offer; false: decline it with `busy` (default: answer). */
   acceptsLink?(peer: string): boolean;
+  /** `peer` answered `busy` to our offer (no attempt at it is left). */
   linkRefused?(peer: string): void;
+  /** Whom to offer to among the others in the room, on joining and on rejoining
+   * signaling (default: all of them). */
+  chooseLinks?(present: string[]): string[];
+  /** Whether a failed link to `peer` is retried (by the smaller id; default: yes). */
+  retriesLink?(peer: string): boolean;
 }
 
 export interface WebRTCOptions {
@@ -79,6 +86,12 @@ export class WebRTCTransport {
   start(handler: TransportHandler): Promise<void>;
   send(peer: string, data: Uint8Array): void;
   presentPeers(): Set<string>;
+  /** The room's size as signaling lists it, this peer counted. */
+  roomSize(): number;
+  /** Offer to `peer` unless linked or an attempt is under way. */
+  dial(peer: string): void;
+  /** Close the link to `peer` without retrying (the mesh prunes it). */
+  dropLink(peer: string): void;
   bufferedTo(peer: string): number;
   bufferedAmount(): number;
   drain(lowWater: number): Promise<void>;

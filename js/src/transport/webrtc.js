@@ -15,8 +15,11 @@
 //   `maxNegotiations` at once; `busy` answers drop the attempt without retry; with a room
 //   key every signal is sealed (sealing.js), and one that does not open is refused.
 //
-// Not here: the bounded mesh (§6.9). This transport never declines an offer (a room of
-// any size is a full mesh), and answers a `busy` as §3.2 says.
+// The bounded mesh (§6.9) is the handler's choice (meeting.js, with mesh.js): whom to
+// offer to on joining (`chooseLinks`), whether to answer an offer or decline it with
+// `busy` (`acceptsLink`), whether to retry a failed link (`retriesLink`); the handler
+// then `dial`s and `dropLink`s as its mesh needs. A `busy` answer drops the attempt, stops
+// its rolling attempts, and is reported (`linkRefused`).
 
 import { SealError, SignalSealer } from "../sealing.js";
 import { SignalingClient } from "../signaling.js";
@@ -198,7 +201,8 @@ export class WebRTCTransport {
     this._peers = new Map();
     /** @type {Map<string, Attempt[]>} further attempts, oldest first */
     this._spares = new Map();
-    this._rolling = new Set();
+    /** @type {Map<string, object>} peers we start further attempts to (the roll's token) */
+    this._rolling = new Map();
     this._retrying = new Set(); // peers a retry is scheduled for
     /** @type {Map<string, () => void>} */
     this._joinWaiters = new Map();
@@ -246,10 +250,12 @@ export class WebRTCTransport {
     if (this._closing) return;
     this.peerId = /** @type {string} */ (signaling.peerId);
     for (const peer of peers) this._present.add(peer);
-    for (const peer of [...peers].sort()) this._connect(peer);
-    // Return once the link to each peer already here opened, or was given up on
-    // (the peer left, or no attempt nor retry is left), or after `joinTimeout`.
-    const waiting = peers.filter((peer) => this._peers.has(peer)).map((peer) => this._settled(peer));
+    // All of a small room, a few of a large one (the handler's mesh).
+    const chosen = handler.chooseLinks ? handler.chooseLinks([...peers].filter((p) => p !== this.peerId)) : [...peers].sort();
+    for (const peer of chosen) this._connect(peer);
+    // Return once the link to each peer offered to opened, or was given up on
+    // (the peer left or declined, or no attempt nor retry is left), or after `joinTimeout`.
+    const waiting = chosen.filter((peer) => this._peers.has(peer)).map((peer) => this._settled(peer));
     if (waiting.length) {
       await new Promise((resolve) => {
         const timer = this._later(this.joinTimeout, resolve);
@@ -321,6 +327,27 @@ export class WebRTCTransport {
     await Promise.all(waits);
   }
 
+  /** How many peers the room holds, this one counted (as signaling lists them). */
+  roomSize() {
+    return this.presentPeers().size + 1;
+  }
+
+  /** Offer to `peer` (the mesh wants a link), unless there is a link or an attempt. */
+  dial(peer) {
+    if (this._present.has(peer) && !this._peers.has(peer)) this._connect(peer);
+  }
+
+  /** Close the link to `peer` for good (the mesh prunes it): no retry. */
+  dropLink(peer) {
+    this._dropSpares(peer);
+    this._rolling.delete(peer);
+    const link = this._peers.get(peer);
+    if (link) {
+      this.count("links_dropped");
+      this._teardown(link, { retry: false });
+    }
+  }
+
   /** Close the link to `peer` (the engine found it dead or misbehaving); may be retried. */
   closeLink(peer) {
     this._dropSpares(peer);
@@ -384,9 +411,11 @@ export class WebRTCTransport {
   signalingRestored(peers) {
     this._present = new Set(peers);
     if (!this._handler) return;
-    for (const peer of [...this._present].sort()) {
-      if (peer !== this.peerId && !this._peers.has(peer)) this._connect(peer);
-    }
+    // Registered again as a newcomer: offer to whom we lack (all of a small room; in a
+    // large one, only if this peer is short of links).
+    const others = [...this._present].filter((p) => p !== this.peerId).sort();
+    const chosen = this._handler.chooseLinks ? this._handler.chooseLinks(others) : others;
+    for (const peer of chosen) if (!this._peers.has(peer)) this._connect(peer);
   }
 
   /** A signal from `peer` (§3): opened if sealed, checked, acted on. */
@@ -458,7 +487,13 @@ export class WebRTCTransport {
       if (attempt.offerer && attempt.session === session && !attempt.opened) {
         this.count("offers_declined_by_peer");
         this._teardown(attempt, { retry: false });
-        this._handler?.linkRefused?.(peer);
+        if (!this._peers.has(peer)) {
+          // No attempt left: no further one either (the roll stops), and start() stops
+          // waiting; the mesh offers to another peer.
+          this._rolling.delete(peer);
+          this._giveUp(peer);
+          this._handler?.linkRefused?.(peer);
+        }
         return;
       }
     }
@@ -564,8 +599,9 @@ export class WebRTCTransport {
     const attempt = this._newAttempt(peer, { offerer: true, session: randomHex(8), spare });
     this._run(attempt, () => this._offer(attempt));
     if (!spare && !rolling && !this._rolling.has(peer)) {
-      this._rolling.add(peer);
-      this._roll(peer, Math.max(Math.floor(this.connectTimeout / this.spareAfter), 0));
+      const token = {};
+      this._rolling.set(peer, token);
+      this._roll(peer, token, Math.max(Math.floor(this.connectTimeout / this.spareAfter), 0));
     }
   }
 
@@ -576,13 +612,15 @@ export class WebRTCTransport {
    * ClientHello beat its answer through signaling (it has no fingerprint yet), a race
    * on loopback that a fresh attempt wins.
    */
-  _roll(peer, left) {
+  _roll(peer, token, left) {
+    if (this._rolling.get(peer) !== token) return; // stopped (busy, dropped)
     if (left <= 0) {
       this._rolling.delete(peer);
       this._giveUp(peer);
       return;
     }
     this._later(this.spareAfter, () => {
+      if (this._rolling.get(peer) !== token) return;
       const first = this._peers.get(peer);
       if ((first && (first.opened || !first.offerer)) || !this._present.has(peer) || this._closing) {
         this._rolling.delete(peer);
@@ -592,7 +630,7 @@ export class WebRTCTransport {
       this.count("spare_attempts");
       if (first) this._connect(peer, { spare: true });
       else this._connect(peer, { rolling: true });
-      this._roll(peer, left - 1);
+      this._roll(peer, token, left - 1);
     });
   }
 
@@ -731,8 +769,10 @@ export class WebRTCTransport {
   }
 
   _scheduleRetry(peer) {
-    // One side re-offers, so retries cannot cross: the smaller peer id.
+    // One side re-offers, so retries cannot cross: the smaller peer id. In a bounded
+    // mesh none does: the mesh dials whom it lacks.
     if (!this._present.has(peer) || !idLess(this.peerId, peer)) return;
+    if (this._handler?.retriesLink && !this._handler.retriesLink(peer)) return;
     const attempt = (this._attempts.get(peer) ?? 0) + 1;
     this._attempts.set(peer, attempt);
     const delay = Math.min(this.retryBackoff * 2 ** (attempt - 1), 30);
