@@ -176,15 +176,21 @@ def read(
         structs: list[Struct] | None = [] if keep_structs else None
         known = have.get(client, 0) if have else 0
         raw = _client_bytes(client)  # references must name the client with these bytes
-        head = _ORIGIN_ANY + raw  # an Any item's info byte, then its origin's client
-        size_head = len(head)
+        size_head = 1 + len(raw)  # an item's info byte, then its origin's client
         check = entries if check_entries else None
         block = Block(client, clock, clock, count, reader.pos, 0, structs)
         for _ in range(count):
             pos = reader.pos
-            if structs is None and data.startswith(head, pos) and pos + size_head + 1 < end:
-                # The usual struct: entries appended after an earlier entry of the writer
-                # (origin: this client and an earlier clock; then the entry count).
+            info = data[pos] if pos < end else 0
+            if (
+                structs is None
+                and info in (_ORIGIN_ANY, _ORIGIN_DELETED)
+                and pos + size_head + 1 < end
+                and data.startswith(raw, pos + 1)
+            ):
+                # The usual structs: entries appended after an earlier entry of the writer
+                # (origin: this client and an earlier clock; then the entry count), or a
+                # run of them already deleted (then its length).
                 at = pos + size_head
                 origin = data[at]
                 if origin < 0x80:
@@ -197,8 +203,17 @@ def read(
                     origin = reader.uint()
                     at = reader.pos
                 if not 1 <= origin < clock:
-                    raise InvalidUpdate("an item may only refer to earlier entries of its writer")
-                if data.startswith(_ONE_BUFFER, at) and at + 2 < end and data[at + 2] < 0x80:
+                    raise InvalidUpdate(
+                        "an item may only refer to earlier entries of its own writer"
+                        if info == _ORIGIN_DELETED  # (the message of _read_struct's check)
+                        else "an item may only refer to earlier entries of its writer"
+                    )
+                if info == _ORIGIN_DELETED:
+                    reader.pos = at
+                    length = reader.uint()
+                    if length == 0:
+                        raise InvalidUpdate("empty deleted content")
+                elif data.startswith(_ONE_BUFFER, at) and at + 2 < end and data[at + 2] < 0x80:
                     # one entry of under 128 bytes: the commonest of all, inline
                     start = at + 3
                     stop = start + data[at + 2]
@@ -214,7 +229,8 @@ def read(
                     if length == 0:
                         raise InvalidUpdate("empty content")
                     _read_entries(reader, length, clock, max_value_bytes, check, known, False)
-                units += length
+                if info == _ORIGIN_ANY:
+                    units += length
             else:
                 struct = _read_struct(reader, raw, clock, max_value_bytes, check, known)
                 if struct.values is not None:
@@ -245,6 +261,15 @@ def read(
                 clock = data[pos]  # one-byte clock and length, inline
                 length = data[pos + 1]
                 pos += 2
+            elif (
+                pos + 2 < end
+                and data[pos] >= 0x80
+                and 0 < data[pos + 1] < 0x80
+                and data[pos + 2] < 0x80
+            ):
+                clock = (data[pos] & 0x7F) | data[pos + 1] << 7  # two-byte clock (minimal)
+                length = data[pos + 2]
+                pos += 3
             else:
                 reader.pos = pos
                 clock = reader.uint()
@@ -266,7 +291,8 @@ def read(
     return Update(data, blocks, deletes, units, entries, clipped)
 
 
-_ORIGIN_ANY: Final = bytes([_HAS_ORIGIN | _ANY])
+_ORIGIN_ANY: Final = _HAS_ORIGIN | _ANY
+_ORIGIN_DELETED: Final = _HAS_ORIGIN | _DELETED
 _ONE_BUFFER: Final = bytes([1, _BUFFER])  # one Any value, a byte string
 
 _CLIENT_BYTES: dict[int, bytes] = {}
