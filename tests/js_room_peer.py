@@ -1,5 +1,6 @@
 """A Python peer of a real room (``crdt_stores.Meeting`` over aiortc), driven over
-stdin/stdout by the JavaScript mixed-room tests (``js/test/meeting.test.js``).
+stdin/stdout by the JavaScript mixed-room and mesh tests (``js/test/mixed.test.js``,
+``js/test/mesh.webrtc.test.js``).
 
 Each stdin line is one JSON command, answered by exactly one JSON line on stdout.
 Values travel in *typed JSON* (``tests/vectors/README.md``): an integer beyond
@@ -8,7 +9,10 @@ key starting with ``$`` ``{"$map": [[key, value], ...]}``, so that ``1`` and ``1
 and 64-bit integers stay apart.
 
 * ``{"op": "join", "url": U, "room": R, "peer_id": P, "room_key": K or null}``
-  -> ``{"peer_id": P, "peers": [...]}`` (ICE on 127.0.0.1 only)
+  -> ``{"peer_id": P, "peers": [...]}`` (ICE on 127.0.0.1 only); with
+  ``"mesh": {"full_mesh_max": N, "degree": D, ...}`` it joins with ``MeshConfig(**mesh)``
+* ``{"op": "links"}`` -> ``{"peers": [...], "room_peers": [...]}``: the linked peers and
+  every peer signaling lists
 * ``{"op": "create", "store": S}``
 * ``{"op": "write", "store": S, "write": "set" | "update" | "delete" | "bulk_set" |
   "bulk_delete" | "clear", "args": [typed...]}``
@@ -32,7 +36,7 @@ import random
 import sys
 from typing import Any
 
-from crdt_stores import Meeting
+from crdt_stores import Meeting, MeshConfig
 
 SAFE = 2**53 - 1
 
@@ -89,10 +93,13 @@ async def handle(state: dict[str, Any], command: dict[str, Any]) -> dict[str, An
             peer_id=command.get("peer_id"),
             ice_addresses=["127.0.0.1"],
             room_key=command.get("room_key"),
+            mesh=MeshConfig(**command["mesh"]) if "mesh" in command else None,
         )
         state["meeting"] = meeting
         return {"peer_id": meeting.peer_id, "peers": sorted(meeting.peers)}
     assert meeting is not None, "join first"
+    if op == "links":
+        return {"peers": sorted(meeting.peers), "room_peers": meeting.room_peers}
     if op == "create":
         meeting.stores.create(command["store"])
     elif op == "write":

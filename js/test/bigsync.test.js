@@ -7,78 +7,22 @@
 // The Python interpreter: $CRDT_STORES_PYTHON, by default the repository's venv.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { decode } from "../src/cbor.js";
 import { SyncEngine } from "../src/engine.js";
 import { decodeFrame, inflate } from "../src/wire.js";
-import { fromCbor, sameValue } from "../src/values.js";
+import { sameValue } from "../src/values.js";
 import { Meeting } from "../src/meeting.js";
 import { fromHex, toHex } from "./helpers.js";
-import { PythonPeer as RoomPeer, assertSame, bounded, startServer, stopChild } from "./rooms.js";
+import { PythonEngine } from "./python_engine.js";
+import { PYTHON, PythonPeer as RoomPeer, assertSame, bounded, startServer, stopChild } from "./rooms.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const PYTHON = process.env.CRDT_STORES_PYTHON || `${ROOT}.venv/bin/python`;
-const SCRIPT = `${ROOT}tests/js_interop_peer.py`;
-const ANSWER_TIMEOUT_MS = 60_000;
 const MiB = 1024 * 1024;
-
-/** The Python engine behind a child process: one JSON line in, one out. */
-class PythonPeer {
-  constructor(peerId) {
-    this.child = spawn(PYTHON, [SCRIPT, peerId], { cwd: ROOT, env: { ...process.env, PYTHONPATH: ROOT } });
-    this.stderr = "";
-    this.child.stderr.on("data", (data) => {
-      this.stderr += data;
-    });
-    this.waiting = [];
-    createInterface({ input: this.child.stdout, crlfDelay: Infinity }).on("line", (line) =>
-      this.waiting.shift()?.resolve(JSON.parse(line)),
-    );
-    this.child.on("exit", (code) => {
-      for (const waiter of this.waiting.splice(0)) waiter.reject(new Error(`python exited (${code}): ${this.stderr}`));
-    });
-  }
-
-  call(command) {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no answer to ${command.op} in ${ANSWER_TIMEOUT_MS} ms: ${this.stderr}`)),
-        ANSWER_TIMEOUT_MS,
-      );
-      this.waiting.push({
-        resolve: (answer) => {
-          clearTimeout(timer);
-          if (answer.error) reject(new Error(`python: ${answer.error}`));
-          else resolve(answer);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
-      this.child.stdin.write(`${JSON.stringify(command)}\n`);
-    });
-  }
-
-  async values(store) {
-    const { values } = await this.call({ op: "values", store });
-    return fromCbor(decode(fromHex(values)));
-  }
-
-  close() {
-    this.child.stdin.end();
-    this.child.kill();
-  }
-}
 
 let py;
 before(() => {
   assert.ok(existsSync(PYTHON), `no Python at ${PYTHON} (set CRDT_STORES_PYTHON)`);
-  py = new PythonPeer("py");
+  py = new PythonEngine("py", 60_000);
 });
 after(() => py?.close());
 

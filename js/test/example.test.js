@@ -19,38 +19,12 @@ import { fileURLToPath } from "node:url";
 import puppeteer from "puppeteer-core";
 import { serve } from "../examples/serve.js";
 import { generateRoomKey } from "../src/sealing.js";
+import { CHROMIUM, CHROMIUM_FLAGS } from "./chromium.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const PYTHON = process.env.CRDT_STORES_PYTHON || `${ROOT}.venv/bin/python`;
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 const STORE = "demo";
-
-// As in browser.test.js: loopback WebRTC with plain IP candidates (a page holding a
-// media permission, granted by the fake UI), and nothing reachable but 127.0.0.1.
-const CHROMIUM_FLAGS = [
-  "--headless=new",
-  "--no-sandbox",
-  "--allow-loopback-in-peer-connection",
-  "--disable-features=WebRtcHideLocalIpsWithMdns",
-  "--use-fake-ui-for-media-stream",
-  "--use-fake-device-for-media-stream",
-  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-  "--proxy-server=127.0.0.1:9",
-  "--proxy-bypass-list=127.0.0.1",
-  "--no-first-run",
-  "--no-default-browser-check",
-  "--no-pings",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-default-apps",
-  "--disable-domain-reliability",
-  "--disable-client-side-phishing-detection",
-  "--disable-breakpad",
-  "--metrics-recording-only",
-  "--disable-gpu",
-];
 
 function childEnv() {
   const env = { ...process.env, PYTHONPATH: ROOT, CRDT_STORES_SECRET: "", CRDT_STORES_REDIS: "" };

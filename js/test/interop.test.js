@@ -6,84 +6,16 @@
 // The Python interpreter: $CRDT_STORES_PYTHON, by default the repository's venv.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { decode, encode } from "../src/cbor.js";
 import { SyncEngine } from "../src/engine.js";
-import { Float, fromCbor, normalize, sameValue } from "../src/values.js";
+import { Float, sameValue } from "../src/values.js";
 import { fromHex, toHex } from "./helpers.js";
+import { PythonEngine } from "./python_engine.js";
+import { PYTHON } from "./rooms.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const PYTHON = process.env.CRDT_STORES_PYTHON ?? `${ROOT}.venv/bin/python`;
-const SCRIPT = `${ROOT}tests/js_interop_peer.py`;
-const ANSWER_TIMEOUT_MS = 10_000;
 const STEP = 0.1; // seconds of simulated time per step
 
-/** The Python engine behind a child process: one JSON line in, one out. */
-class PythonPeer {
-  constructor(peerId) {
-    this.child = spawn(PYTHON, [SCRIPT, peerId], {
-      cwd: ROOT,
-      env: { ...process.env, PYTHONPATH: ROOT },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    this.stderr = "";
-    this.child.stderr.on("data", (data) => {
-      this.stderr += data;
-    });
-    this.waiting = [];
-    this.lines = createInterface({ input: this.child.stdout });
-    this.lines.on("line", (line) => this.waiting.shift()?.resolve(JSON.parse(line)));
-    this.child.on("exit", (code) => {
-      for (const waiter of this.waiting.splice(0)) {
-        waiter.reject(new Error(`python exited (${code}): ${this.stderr}`));
-      }
-    });
-  }
-
-  /** Send one command; its answer (rejects on an error answer or after a timeout). */
-  call(command) {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no answer to ${command.op} in ${ANSWER_TIMEOUT_MS} ms: ${this.stderr}`)),
-        ANSWER_TIMEOUT_MS,
-      );
-      this.waiting.push({
-        resolve: (answer) => {
-          clearTimeout(timer);
-          if (answer.error) reject(new Error(`python: ${answer.error}`));
-          else resolve(answer);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
-      this.child.stdin.write(`${JSON.stringify(command)}\n`);
-    });
-  }
-
-  write(store, write, ...args) {
-    return this.call({ op: "write", store, write, args: toHex(encodeArgs(args)) });
-  }
-
-  async values(store) {
-    const { values } = await this.call({ op: "values", store });
-    return fromCbor(decode(fromHex(values)));
-  }
-
-  close() {
-    this.child.stdin.end();
-    this.child.kill();
-  }
-}
-
-function encodeArgs(args) {
-  return encode(args.map((arg) => normalize(arg)));
-}
 
 /** A JavaScript engine's values of `store` as a plain object. */
 function jsValues(engine, store) {
@@ -100,7 +32,7 @@ const js2 = new SyncEngine("js2");
 
 before(() => {
   assert.ok(existsSync(PYTHON), `no Python at ${PYTHON} (set CRDT_STORES_PYTHON)`);
-  py = new PythonPeer("py");
+  py = new PythonEngine("py");
 });
 
 after(() => py?.close());

@@ -1,16 +1,15 @@
 // A bounded mesh (PROTOCOL.md §6.9) over real WebRTC, on 127.0.0.1 only: eight peers,
-// four Node `Meeting`s and four Python ones (../../tests/js_mesh_peer.py), in one room
+// four Node `Meeting`s and four Python ones (../../tests/js_room_peer.py), in one room
 // with fullMeshMax 3 and degrees 2 / 3 / 4, so the room outgrows its full mesh at the
 // fourth peer and the first ones must prune. Every peer stays within degreeHigh links
 // (whenever looked at), ends with at least degreeLow, the graph is connected, signaling
 // lists everyone to everyone, and concurrent writes from all eight converge by relay.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { after, before, test } from "node:test";
 import { Meeting, sameValue } from "../src/index.js";
 import { fromTyped } from "./helpers.js";
-import { PYTHON, ROOT, assertSame, bounded, startServer, stopChild, toTyped } from "./rooms.js";
+import { PythonPeer, assertSame, bounded, startServer, stopChild, toTyped } from "./rooms.js";
 
 const MESH = { fullMeshMax: 3, degreeLow: 2, degree: 3, degreeHigh: 4 };
 const PY_MESH = { full_mesh_max: 3, degree_low: 2, degree: 3, degree_high: 4 };
@@ -19,59 +18,6 @@ const NAMES = ["n0", "p1", "n2", "p3", "n4", "p5", "n6", "p7"]; // n: Node, p: P
 let server;
 const nodes = new Map();
 const pythons = new Map();
-
-/** A Python `Meeting` with a mesh option (js_mesh_peer.py), one JSON command per line. */
-class MeshPythonPeer {
-  constructor(name) {
-    this.name = name;
-    this.child = spawn(PYTHON, [`${ROOT}tests/js_mesh_peer.py`], {
-      cwd: ROOT,
-      env: { ...process.env, PYTHONPATH: ROOT, CRDT_STORES_ICE_ADDRESSES: "127.0.0.1" },
-    });
-    this.stderr = "";
-    this.child.stderr.on("data", (chunk) => {
-      this.stderr += chunk;
-    });
-    this.buffer = "";
-    this.pending = [];
-    this.child.stdout.on("data", (chunk) => {
-      this.buffer += chunk;
-      let newline;
-      while ((newline = this.buffer.indexOf("\n")) >= 0) {
-        const line = this.buffer.slice(0, newline);
-        this.buffer = this.buffer.slice(newline + 1);
-        this.pending.shift()?.(line);
-      }
-    });
-    this.exited = new Promise((resolve) => this.child.once("exit", resolve));
-  }
-
-  async call(command, ms = 30_000) {
-    const line = new Promise((resolve) => this.pending.push(resolve));
-    this.child.stdin.write(`${JSON.stringify(command)}\n`);
-    const reply = JSON.parse(
-      await bounded(
-        Promise.race([line, this.exited.then((code) => JSON.stringify({ error: `exited (${code})` }))]),
-        ms,
-        `${this.name}: ${command.op}`,
-      ),
-    );
-    if (reply.error) throw new Error(`${this.name} ${command.op}: ${reply.error}\n${this.stderr.slice(-3000)}`);
-    return reply;
-  }
-
-  async close() {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      try {
-        await this.call({ op: "leave" }, 10_000);
-      } catch {
-        /* killed below */
-      }
-    }
-    this.child.stdin.end();
-    await stopChild(this.child);
-  }
-}
 
 before(async () => {
   server = await startServer();
@@ -128,7 +74,7 @@ async function watch(done, ms, what, maxSeen) {
 
 test("a bounded mesh of Node and Python peers: degrees kept, room listed, concurrent writes converge", { timeout: 90_000 }, async () => {
   const started = performance.now();
-  for (const name of NAMES) if (name.startsWith("p")) pythons.set(name, new MeshPythonPeer(name));
+  for (const name of NAMES) if (name.startsWith("p")) pythons.set(name, new PythonPeer(name));
   const maxSeen = new Map();
   // Peers join one after another: the room outgrows its full mesh at the fourth.
   for (const name of NAMES) {
