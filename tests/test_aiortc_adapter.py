@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
+from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcsctptransport import RTCSctpTransport
@@ -62,6 +63,14 @@ async def test_hooks_reach_a_real_connection() -> None:
         await wait_until(lambda: a.sctp.state == b.sctp.state == "connected", 20, "the association")
         # every datagram counted: STUN checks, DTLS handshake, SCTP setup
         assert heard["a"] >= 3 and heard["b"] >= 3
+        # probes reach the peer's stack as consent checks it accepts (no error reply)
+        refused: list[Any] = []
+        _aiortc.ice_connection(b).respond_error = lambda *args: refused.append(args)
+        before = heard["b"]
+        for _ in range(5):
+            assert _aiortc.send_probe(a)
+        await wait_until(lambda: heard["b"] >= before + 5, 2, "the probes")
+        assert refused == []
         connection = _aiortc.ice_connection(a)
         sockets = [p.transport.get_extra_info("socket") for p in connection._protocols]
         assert sockets and all(s is not None for s in sockets)
@@ -77,6 +86,7 @@ async def test_hooks_fail_soft_without_a_connection() -> None:
     try:
         assert _aiortc.ice_connection(pc) is None
         assert not _aiortc.watch_datagrams(pc, lambda: None)
+        assert not _aiortc.send_probe(pc)
         assert not _aiortc.tune_sctp(pc)
         _aiortc.enlarge_socket_buffers(pc)  # logs, does not raise
     finally:

@@ -1,10 +1,11 @@
 """Every use of aiortc's and aioice's private API, in one place (contract-tested).
 
 aiortc offers no way to restrict ICE host addresses, to size UDP socket
-buffers, to see datagrams arrive below SCTP, or to choose SCTP's initial
-retransmission timeout. Each hook here reaches one private attribute, fails
-soft (the link works as aiortc alone would), and has a contract test in
-``tests/test_aiortc_adapter.py`` that fails when a release moves what it uses.
+buffers, to see datagrams arrive below SCTP, to send a datagram outside SCTP,
+or to choose SCTP's initial retransmission timeout. Each hook here reaches one
+private attribute, fails soft (the link works as aiortc alone would), and has a
+contract test in ``tests/test_aiortc_adapter.py`` that fails when a release
+moves what it uses.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "ice_connection",
     "ice_scope",
     "install_address_hook",
+    "send_probe",
     "tune_sctp",
     "watch_datagrams",
 ]
@@ -129,6 +131,34 @@ def watch_datagrams(pc: RTCPeerConnection, callback: Callable[[], None]) -> bool
     # Instance attributes: aioice's StunProtocol calls ``self.receiver.data_received``.
     connection.data_received = on_data
     connection.request_received = on_request
+    return True
+
+
+def send_probe(pc: RTCPeerConnection) -> bool:
+    """Send ``pc``'s remote end an ICE consent check (a STUN Binding request) on each
+    nominated pair, without waiting for the answer.
+
+    It is what aioice sends every ~5 s (RFC 7675), so every ICE stack accepts it;
+    it travels outside SCTP, so a lossy link's retransmission backoff (RTO doubling
+    to 8 s and more) does not hold it back: the peer's ``watch_datagrams`` sees it.
+    The answer arrives with an unknown transaction id and aioice ignores it.
+    Returns False when nothing could be sent (no connection or no pair yet).
+    """
+    connection = ice_connection(pc)
+    if connection is None:
+        return False
+    try:
+        password = connection.remote_password
+        pairs = list(connection._nominated.values())
+        if password is None or not pairs:
+            return False
+        for pair in pairs:
+            request = connection.build_request(pair, nominate=False)
+            request.add_message_integrity(password.encode("utf8"))
+            pair.protocol.send_stun(request, pair.remote_addr)
+    except (AttributeError, OSError, RuntimeError) as exc:
+        log.debug("could not send an ICE probe: %r", exc)
+        return False
     return True
 
 

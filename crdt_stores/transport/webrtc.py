@@ -15,6 +15,10 @@
   the link and the others are closed.
 * Leaving closes the data channels first: aiortc sends what is queued before the
   stream reset, whereas ``pc.close()`` alone aborts SCTP and drops it.
+* Every open link sends an ICE probe (a consent check, outside SCTP) every
+  ``probe_interval`` (0.5 s; 0 turns it off): the peer's dead-link check counts
+  any datagram, and under heavy loss SCTP's backoff can be silent for longer
+  than ``dead_after`` between two live peers.
 * Frame handlers are guarded: an exception never reaches aiortc, which would
   otherwise tear the connection down.
 * Offers are answered only from peers signaling listed in the room, at most
@@ -81,6 +85,7 @@ class WebRTCTransport(Links, Transport):
         retry_backoff: float = 1.0,
         room_key: str | bytes | None = None,
         max_negotiations: int = MAX_NEGOTIATIONS,
+        probe_interval: float = 0.5,
     ) -> None:
         self.url = url
         self.room = room
@@ -93,6 +98,7 @@ class WebRTCTransport(Links, Transport):
         self._join_timeout = join_timeout
         self._left_grace = left_grace
         self._retry_backoff = retry_backoff
+        self._probe_interval = probe_interval
         if room_key is None:
             room_key = os.environ.get(ROOM_KEY_ENV) or None
         self._sealer = SignalSealer(room_key, room) if room_key else None
