@@ -45,9 +45,11 @@ def _run(*command: str) -> str:
             env={**os.environ, "CRDT_STORES_PYTHON": sys.executable},
         )
     except subprocess.TimeoutExpired as exc:
-        output = (exc.stdout or "") + (exc.stderr or "")
-        if isinstance(output, bytes):
-            output = output.decode(errors="replace")
+        # (bytes even with text=True: the pipes' partial output is not decoded)
+        output = "".join(
+            part.decode(errors="replace") if isinstance(part, bytes) else part
+            for part in (exc.stdout or "", exc.stderr or "")
+        )
         pytest.fail(f"`{' '.join(command)}` did not finish in {TIMEOUT} s:\n{_tail(output)}")
     output = done.stdout + done.stderr
     if done.returncode != 0:
