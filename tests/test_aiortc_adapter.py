@@ -63,20 +63,27 @@ async def test_hooks_reach_a_real_connection() -> None:
         await wait_until(lambda: a.sctp.state == b.sctp.state == "connected", 20, "the association")
         # every datagram counted: STUN checks, DTLS handshake, SCTP setup
         assert heard["a"] >= 3 and heard["b"] >= 3
-        # probes reach the peer's stack as consent checks it accepts (no error reply)
+        # probes reach the peer's stack as consent checks it accepts and answers
         refused: list[Any] = []
         _aiortc.ice_connection(b).respond_error = lambda *args: refused.append(args)
         before = heard["b"]
-        for _ in range(5):
-            assert _aiortc.send_probe(a)
-        await wait_until(lambda: heard["b"] >= before + 5, 2, "the probes")
-        assert refused == []
+        answers = await asyncio.gather(*(_aiortc.probe(a) for _ in range(5)))
+        assert answers == [True] * 5
+        assert heard["b"] >= before + 5 and refused == []
+        # aioice's own consent checks stop; the caller's probes keep consent
+        consent = _aiortc.ice_connection(a)._query_consent_task
+        assert consent is not None and not consent.done()
+        assert _aiortc.take_over_consent(a)
+        await asyncio.sleep(0)
+        assert consent.cancelled() and not _aiortc.take_over_consent(a)
         connection = _aiortc.ice_connection(a)
         sockets = [p.transport.get_extra_info("socket") for p in connection._protocols]
         assert sockets and all(s is not None for s in sockets)
         before = sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         _aiortc.enlarge_socket_buffers(a)
         assert sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= before
+        await b.close()
+        assert not await _aiortc.probe(a)  # nobody answers
     finally:
         await asyncio.gather(a.close(), b.close())
 
@@ -86,7 +93,8 @@ async def test_hooks_fail_soft_without_a_connection() -> None:
     try:
         assert _aiortc.ice_connection(pc) is None
         assert not _aiortc.watch_datagrams(pc, lambda: None)
-        assert not _aiortc.send_probe(pc)
+        assert not await _aiortc.probe(pc)
+        assert not _aiortc.take_over_consent(pc)
         assert not _aiortc.tune_sctp(pc)
         _aiortc.enlarge_socket_buffers(pc)  # logs, does not raise
     finally:

@@ -297,3 +297,34 @@ async def test_a_cancelled_join_leaves_no_socket_open() -> None:
             )
         assert opened
         await asyncio.wait_for(closed.wait(), 5)
+
+
+async def test_consent_expires_when_no_probe_is_answered(server, monkeypatch) -> None:
+    """Consent (RFC 7675) is kept by the link's probes: with none answered for the
+    expiry, the link closes (and is dialled again, as after any failure)."""
+    from crdt_stores.transport import _links
+
+    a = await join(server.url, "a")
+    b = await join(server.url, "b")
+    left: list[str] = []
+    try:
+        await wait_until(lambda: "b" in a.peers and "a" in b.peers, 20, "the link")
+        a.on("peer_left", left.append)
+
+        async def unanswered(pc: object) -> bool:
+            return False
+
+        monkeypatch.setattr(_links, "CONSENT_EXPIRY", 1.0)
+        monkeypatch.setattr(_links, "probe", unanswered)
+        await wait_until(lambda: left == ["b"], 10, "consent to expire")
+        assert a.stats.get("links_dead", 0) == 0  # (b's frames kept coming: not dead)
+        monkeypatch.undo()
+        await wait_until(lambda: "b" in a.peers, 20, "a new link")
+        await a.stores.create("s").set("k", 1)
+        await wait_until(
+            lambda: b.stores.get("s") is not None and b.stores["s"].get("k") == 1,
+            10,
+            "a write over it",
+        )
+    finally:
+        await leave_all(a, b)

@@ -1,7 +1,7 @@
 """Every use of aiortc's and aioice's private API, in one place (contract-tested).
 
 aiortc offers no way to restrict ICE host addresses, to size UDP socket
-buffers, to see datagrams arrive below SCTP, to send a datagram outside SCTP,
+buffers, to see datagrams arrive below SCTP, to probe the peer outside SCTP,
 or to choose SCTP's initial retransmission timeout. Each hook here reaches one
 private attribute, fails soft (the link works as aiortc alone would), and has a
 contract test in ``tests/test_aiortc_adapter.py`` that fails when a release
@@ -18,16 +18,19 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import aioice.ice
+import aioice.stun
 from aiortc import RTCPeerConnection
 
 __all__ = [
+    "CONSENT_EXPIRY",
     "SCTP_RTO_INITIAL",
     "SOCKET_BUFFER_BYTES",
     "enlarge_socket_buffers",
     "ice_connection",
     "ice_scope",
     "install_address_hook",
-    "send_probe",
+    "probe",
+    "take_over_consent",
     "tune_sctp",
     "watch_datagrams",
 ]
@@ -134,15 +137,37 @@ def watch_datagrams(pc: RTCPeerConnection, callback: Callable[[], None]) -> bool
     return True
 
 
-def send_probe(pc: RTCPeerConnection) -> bool:
-    """Send ``pc``'s remote end an ICE consent check (a STUN Binding request) on each
-    nominated pair, without waiting for the answer.
+CONSENT_EXPIRY = 30.0
+"""Seconds without an answer to any consent check before a link's consent expires
+(RFC 7675's 30 s)."""
 
-    It is what aioice sends every ~5 s (RFC 7675), so every ICE stack accepts it;
-    it travels outside SCTP, so a lossy link's retransmission backoff (RTO doubling
-    to 8 s and more) does not hold it back: the peer's ``watch_datagrams`` sees it.
-    The answer arrives with an unknown transaction id and aioice ignores it.
-    Returns False when nothing could be sent (no connection or no pair yet).
+
+def take_over_consent(pc: RTCPeerConnection) -> bool:
+    """Stop aioice's consent checks on ``pc``: the caller keeps consent with ``probe``.
+
+    aioice sends one request every ~5 s, never resent, and closes the connection
+    after 6 unanswered in a row: under 40% loss (a request and its answer both have
+    to arrive: 36%) a live link expires in ~30 s 7% of the time. Call once ICE has
+    connected (the task starts then). Returns False if there was nothing to stop.
+    """
+    connection = ice_connection(pc)
+    try:
+        task = connection._query_consent_task  # type: ignore[union-attr]
+    except AttributeError:
+        return False
+    if task is None or task.done():
+        return False
+    task.cancel()
+    return True
+
+
+async def probe(pc: RTCPeerConnection) -> bool:
+    """Send ``pc``'s remote end a consent check (a STUN Binding request, RFC 7675) on
+    each nominated pair; True when one is answered (within aioice's 0.5 s).
+
+    It travels outside SCTP, so a lossy link's retransmission backoff (the timeout
+    doubles with every lost retry) does not hold it back: the peer's
+    ``watch_datagrams`` counts it as a sign of life, and its answer renews consent.
     """
     connection = ice_connection(pc)
     if connection is None:
@@ -150,16 +175,21 @@ def send_probe(pc: RTCPeerConnection) -> bool:
     try:
         password = connection.remote_password
         pairs = list(connection._nominated.values())
-        if password is None or not pairs:
+        if password is None:
             return False
+        key = password.encode("utf8")
         for pair in pairs:
             request = connection.build_request(pair, nominate=False)
-            request.add_message_integrity(password.encode("utf8"))
-            pair.protocol.send_stun(request, pair.remote_addr)
+            try:
+                await pair.protocol.request(
+                    request, pair.remote_addr, integrity_key=key, retransmissions=0
+                )
+            except aioice.stun.TransactionError:
+                continue
+            return True
     except (AttributeError, OSError, RuntimeError) as exc:
         log.debug("could not send an ICE probe: %r", exc)
-        return False
-    return True
+    return False
 
 
 # -- SCTP ----------------------------------------------------------------------------

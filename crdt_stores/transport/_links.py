@@ -24,7 +24,15 @@ from aiortc import (
 
 from ..sealing import SignalSealer
 from ..signaling_client import SignalingClient
-from ._aiortc import enlarge_socket_buffers, ice_scope, send_probe, tune_sctp, watch_datagrams
+from ._aiortc import (
+    CONSENT_EXPIRY,
+    enlarge_socket_buffers,
+    ice_scope,
+    probe,
+    take_over_consent,
+    tune_sctp,
+    watch_datagrams,
+)
 from .base import TransportHandler
 
 __all__ = ["MAX_ATTEMPTS", "Links"]
@@ -245,19 +253,34 @@ class Links:
             self._handler.link_up(link.id)
 
     async def _probe(self, link: _Peer) -> None:
-        """Send the peer an ICE probe every ``probe_interval`` while the link is open.
+        """Probe the peer every ``probe_interval`` while the link is open; consent
+        (RFC 7675) expires when no probe was answered for ``CONSENT_EXPIRY``.
 
         The peer counts any datagram as a sign of life (``last_heard``); under heavy
         loss SCTP may send nothing for longer than ``dead_after`` (its timeout
         doubles with every lost retransmission) while both ends are alive, and
-        aioice's own consent checks come only every ~5 s. With a probe every 0.5 s a
-        live link goes 6 s unheard only if 12 probes in a row are lost
-        (0.4**12 = 2e-5 at 40% loss), and a stopped peer sends none.
+        aioice's own consent checks came every ~5 s (they are replaced). With a
+        probe every 0.5 s a live link goes 6 s unheard only if 12 in a row are lost
+        (0.4**12 = 2e-5 at 40% loss); a stopped peer sends none.
         """
+        take_over_consent(link.pc)
+        loop = asyncio.get_running_loop()
+        answered = loop.time()
+
+        def renewed(task: asyncio.Task[bool]) -> None:
+            nonlocal answered
+            if not task.cancelled() and task.exception() is None and task.result():
+                answered = loop.time()
+
         while not link.closed:
             await asyncio.sleep(self._probe_interval)
-            if not link.closed:
-                send_probe(link.pc)
+            if link.closed:
+                return
+            if loop.time() - answered > CONSENT_EXPIRY:
+                log.info("consent to send to %s expired: no probe answered", link.id)
+                self._teardown(link)
+                return
+            self._spawn(probe(link.pc), link).add_done_callback(renewed)
 
     def _frame(self, link: _Peer, data: bytes | str) -> None:
         if link.closed or self._handler is None:
