@@ -2,6 +2,7 @@
 
     python -m tests.fuzzer --seconds 60            # fuzz; findings go to tests/fuzz_corpus/
     python -m tests.fuzzer --replay FILE...        # run saved inputs (exit 0 if all pass)
+    python -m tests.fuzzer --outcomes 500 --start 0  # a digest of what each input does
 
 Every input is derived from one integer seed, so a worker process that dies
 (SIGSEGV, abort: a native crash in Yrs) is reported by the parent, which derives
@@ -48,7 +49,23 @@ SLOW = 1.0  # seconds of CPU one input may cost
 
 
 def _honest() -> tuple[list[bytes], list[bytes]]:
-    """Frames and updates an honest pair of peers exchanges."""
+    """Frames and updates an honest pair of peers exchanges (the same in every process:
+    the stores' client ids are fixed, so an input is a function of its seed)."""
+    from unittest import mock
+
+    from crdt_stores import replicas
+    from crdt_stores.replica import StoreReplica
+
+    ids = iter(range(1_000_001, 1_000_100))
+
+    def replica(name: str, **options: Any) -> StoreReplica:
+        return StoreReplica(name, client_id=next(ids), **options)
+
+    with mock.patch.object(replicas, "StoreReplica", replica):
+        return _session()
+
+
+def _session() -> tuple[list[bytes], list[bytes]]:
     from crdt_stores.protocol import SyncEngine
 
     a, b = SyncEngine("a"), SyncEngine("b")
@@ -382,6 +399,42 @@ def run(target: str, data: list[bytes]) -> None:
         _consistent(engine.store(name))
 
 
+def outcome(target: str, data: list[bytes]) -> str:
+    """What a fresh peer makes of one input, as a digest: each update accepted or refused
+    (and why), the counters, events and values. The compiled and the pure Python
+    package must agree on every input (``tests/test_compiled.py``)."""
+    from crdt_stores.protocol import SyncEngine
+    from crdt_stores.replica import UpdateError
+
+    _, updates = seeds()
+    engine = SyncEngine("v")
+    engine.link_up("m", 0.0)
+    replica = engine.create_store("s")
+    for update in updates[:3]:
+        replica.apply(update)
+    results: list[object] = []
+    if target == "update":
+        for update in data:
+            try:
+                replica.apply(update)
+                results.append("ok")
+            except UpdateError as exc:
+                results.append(f"refused: {exc}")
+    else:
+        for frame in data:
+            engine.receive("m", frame, 0.0)
+        engine.tick(5.0)
+        engine.data_to_send(5.0)
+    results.append(sorted((k, v) for k, v in engine.stats.items() if "bytes" not in k))
+    results.append(engine.take_events())
+    results.append({name: list(engine.store(name).items()) for name in sorted(engine.stores)})
+    return hashlib.sha256(repr(results).encode()).hexdigest()[:16]
+
+
+def outcomes(start: int, count: int) -> list[str]:
+    return [outcome(*generate(seed)) for seed in range(start, start + count)]
+
+
 def save(target: str, data: list[bytes], why: str) -> Path:
     CORPUS.mkdir(exist_ok=True)
     blob = cbor2.dumps({"target": target, "data": data, "why": why})
@@ -491,7 +544,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--start", type=int, default=None, help="first seed (default: random)")
     parser.add_argument("--replay", nargs="*", type=Path, help="run saved inputs instead")
+    parser.add_argument(
+        "--outcomes", type=int, metavar="COUNT", help="print what COUNT inputs from --start do"
+    )
     args = parser.parse_args(argv)
+    if args.outcomes is not None:
+        print("\n".join(outcomes(args.start or 0, args.outcomes)))
+        return 0
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.replay is not None:
         paths = args.replay or sorted(CORPUS.glob("*.cbor"))
