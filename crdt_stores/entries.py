@@ -147,3 +147,9 @@ def parse_entry(blob: bytes, max_value_bytes: int) -> ParsedEntry:
     if not ok:
         raise EntryError("payload is not a store value for this operation")
     return key, op, payload, lamport
+
+
+if __name__ == "crdt_stores.entries":  # (not in the compiled copy, crdt_stores._c_entries)
+    from ._compiled import adopt
+
+    adopt(__name__, __file__)

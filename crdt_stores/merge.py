@@ -243,3 +243,9 @@ def integrate(
             changes[key] = value  # (absent before and after is no change: a delete
             # marker of a key this replica never showed notifies nobody)
     return changes
+
+
+if __name__ == "crdt_stores.merge":  # (not in the compiled copy, crdt_stores._c_merge)
+    from ._compiled import adopt
+
+    adopt(__name__, __file__)

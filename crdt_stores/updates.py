@@ -443,3 +443,9 @@ def _bounded(struct: Struct) -> Struct:
     if struct.clock + struct.length > MAX_CLOCK:
         raise InvalidUpdate("clock out of range")
     return struct
+
+
+if __name__ == "crdt_stores.updates":  # (not in the compiled copy, crdt_stores._c_updates)
+    from ._compiled import adopt
+
+    adopt(__name__, __file__)

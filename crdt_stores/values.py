@@ -315,3 +315,9 @@ def same_value(a: object, b: object) -> bool:
 def digest(value: object) -> str:
     """Short stable hash of a value, independent of dict ordering, types included."""
     return hashlib.sha256(cbor2.dumps(value, canonical=True)).hexdigest()[:16]
+
+
+if __name__ == "crdt_stores.values":  # (not in the compiled copy, crdt_stores._c_values)
+    from ._compiled import adopt
+
+    adopt(__name__, __file__)

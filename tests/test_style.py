@@ -37,7 +37,7 @@ _CORE = {
     "protocol", "link", "outbox", "repair", "mesh", "config", "events", "wire", "messages",
     "replica", "replicas", "mirror", "merge", "held", "updates", "_update_format",
     "_update_writing", "entries", "values",
-    "_statevector", "budget", "_ydoc", "_lib0", "errors",
+    "_statevector", "budget", "_ydoc", "_lib0", "errors", "_compiled",
 }  # fmt: skip
 _USER = {"meeting", "store", "memory", "cli", "shell", "demo"}
 
