@@ -83,7 +83,7 @@ async def test_hooks_reach_a_real_connection() -> None:
         _aiortc.enlarge_socket_buffers(a)
         assert sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= before
         await b.close()
-        assert not await _aiortc.probe(a)  # nobody answers
+        assert not await _aiortc.probe(a)  # nobody answers (False; None once a closes too)
     finally:
         await asyncio.gather(a.close(), b.close())
 
@@ -93,7 +93,7 @@ async def test_hooks_fail_soft_without_a_connection() -> None:
     try:
         assert _aiortc.ice_connection(pc) is None
         assert not _aiortc.watch_datagrams(pc, lambda: None)
-        assert not await _aiortc.probe(pc)
+        assert await _aiortc.probe(pc) is None  # nothing sent: not held against the peer
         assert not _aiortc.take_over_consent(pc)
         assert not _aiortc.tune_sctp(pc)
         _aiortc.enlarge_socket_buffers(pc)  # logs, does not raise

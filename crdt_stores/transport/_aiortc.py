@@ -161,9 +161,11 @@ def take_over_consent(pc: RTCPeerConnection) -> bool:
     return True
 
 
-async def probe(pc: RTCPeerConnection) -> bool:
+async def probe(pc: RTCPeerConnection) -> bool | None:
     """Send ``pc``'s remote end a consent check (a STUN Binding request, RFC 7675) on
-    each nominated pair; True when one is answered (within aioice's 0.5 s).
+    each nominated pair; True when one is answered (within aioice's 0.5 s), False
+    when none is, None when none could be sent (no connection yet or any more, or
+    aioice moved what this uses: the caller must not hold that against the peer).
 
     It travels outside SCTP, so a lossy link's retransmission backoff (the timeout
     doubles with every lost retry) does not hold it back: the peer's
@@ -171,12 +173,12 @@ async def probe(pc: RTCPeerConnection) -> bool:
     """
     connection = ice_connection(pc)
     if connection is None:
-        return False
+        return None
     try:
         password = connection.remote_password
         pairs = list(connection._nominated.values())
-        if password is None:
-            return False
+        if password is None or not pairs:
+            return None
         key = password.encode("utf8")
         for pair in pairs:
             request = connection.build_request(pair, nominate=False)
@@ -189,6 +191,7 @@ async def probe(pc: RTCPeerConnection) -> bool:
             return True
     except (AttributeError, OSError, RuntimeError) as exc:
         log.debug("could not send an ICE probe: %r", exc)
+        return None
     return False
 
 

@@ -263,20 +263,23 @@ class Links:
         probe every 0.5 s a live link goes 6 s unheard only if 12 in a row are lost
         (0.4**12 = 2e-5 at 40% loss); a stopped peer sends none.
         """
-        take_over_consent(link.pc)
+        # (if aioice's checks could not be stopped, they keep consent, not the probes)
+        keeps_consent = take_over_consent(link.pc)
         loop = asyncio.get_running_loop()
         answered = loop.time()
 
-        def renewed(task: asyncio.Task[bool]) -> None:
+        def renewed(task: asyncio.Task[bool | None]) -> None:
             nonlocal answered
-            if not task.cancelled() and task.exception() is None and task.result():
+            # an answer renews consent; so does a probe that could not be sent at all
+            # (fail soft: that is this side's limitation, not the peer's silence)
+            if not task.cancelled() and task.exception() is None and task.result() is not False:
                 answered = loop.time()
 
         while not link.closed:
             await asyncio.sleep(self._probe_interval)
             if link.closed:
                 return
-            if loop.time() - answered > CONSENT_EXPIRY:
+            if keeps_consent and loop.time() - answered > CONSENT_EXPIRY:
                 log.info("consent to send to %s expired: no probe answered", link.id)
                 self._teardown(link)
                 return
