@@ -413,12 +413,18 @@ test("a Meeting in a large room dials degree peers, declines past the cap, prune
     assert.ok(!transport.dropped.includes(others[4]), "the newcomer's link is kept");
     assert.equal(meeting.retriesLink("p000"), false, "a bounded mesh redials instead of retrying");
     // At the hard cap (2 x degreeHigh) an offer is declined.
-    const full = new Meeting({ room: "big", transport: new FakeTransport(peers(30)), logger: null, mesh: { fullMeshMax: 3, degreeLow: 2, degree: 3, degreeHigh: 4 } });
+    const fullTransport = new FakeTransport(peers(30));
+    const full = new Meeting({ room: "big", transport: fullTransport, logger: null, mesh: { fullMeshMax: 3, degreeLow: 2, degree: 3, degreeHigh: 4 } });
     await full.join();
-    for (const peer of peers(8)) full._topology.linkUp(peer);
-    assert.equal(full.acceptsLink("p020"), false, "busy");
-    assert.equal(full.acceptsLink("p001"), true, "a peer it links to");
-    await full.leave();
+    try {
+      for (const peer of peers(8)) full._topology.linkUp(peer);
+      // (a stranger: not one of the 8 links, nor one of the peers it dialed at random)
+      const stranger = peers(30).find((p) => !peers(8).includes(p) && !fullTransport.chosen.includes(p));
+      assert.equal(full.acceptsLink(stranger), false, "busy");
+      assert.equal(full.acceptsLink("p001"), true, "a peer it links to");
+    } finally {
+      await full.leave();
+    }
     // Neighbours leave: under degreeLow it dials back up to degree.
     transport.dialed = [];
     for (const peer of meeting.peers) if (peer !== others[4]) meeting.linkDown(peer);
