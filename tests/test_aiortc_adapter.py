@@ -43,6 +43,14 @@ def test_sctp_timer_uses_the_tuned_timeout() -> None:
         assert "self._rto" in inspect.getsource(method)
 
 
+def test_dtls_reads_through_the_hooked_receive() -> None:
+    # ``take_turns`` wraps the ICE transport's ``_recv``, which aiortc's DTLS task calls
+    # for every datagram.
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    assert "self.transport._recv()" in inspect.getsource(RTCDtlsTransport._recv_next)
+
+
 async def test_hooks_reach_a_real_connection() -> None:
     _aiortc.install_address_hook()
     a, b = _pc(), _pc()
@@ -52,6 +60,7 @@ async def test_hooks_reach_a_real_connection() -> None:
             assert pc.sctp is not None and pc.sctp._rto > _aiortc.SCTP_RTO_INITIAL
             assert _aiortc.tune_sctp(pc)
             assert pc.sctp._rto == _aiortc.SCTP_RTO_INITIAL
+            assert _aiortc.take_turns(pc)  # (the association below reads through it)
         heard = {"a": 0, "b": 0}
         assert _aiortc.watch_datagrams(a, lambda: heard.__setitem__("a", heard["a"] + 1))
         assert _aiortc.watch_datagrams(b, lambda: heard.__setitem__("b", heard["b"] + 1))
@@ -96,6 +105,7 @@ async def test_hooks_fail_soft_without_a_connection() -> None:
         assert await _aiortc.probe(pc) is None  # nothing sent: not held against the peer
         assert not _aiortc.take_over_consent(pc)
         assert not _aiortc.tune_sctp(pc)
+        assert not _aiortc.take_turns(pc)
         _aiortc.enlarge_socket_buffers(pc)  # logs, does not raise
     finally:
         await pc.close()

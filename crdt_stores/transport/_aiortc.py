@@ -2,14 +2,15 @@
 
 aiortc offers no way to restrict ICE host addresses, to size UDP socket
 buffers, to see datagrams arrive below SCTP, to probe the peer outside SCTP,
-or to choose SCTP's initial retransmission timeout. Each hook here reaches one
-private attribute, fails soft (the link works as aiortc alone would), and has a
-contract test in ``tests/test_aiortc_adapter.py`` that fails when a release
-moves what it uses.
+to let links take turns, or to choose SCTP's initial retransmission timeout.
+Each hook here reaches one private attribute, fails soft (the link works as
+aiortc alone would), and has a contract test in ``tests/test_aiortc_adapter.py``
+that fails when a release moves what it uses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -31,6 +32,7 @@ __all__ = [
     "install_address_hook",
     "probe",
     "take_over_consent",
+    "take_turns",
     "tune_sctp",
     "watch_datagrams",
 ]
@@ -134,6 +136,29 @@ def watch_datagrams(pc: RTCPeerConnection, callback: Callable[[], None]) -> bool
     # Instance attributes: aioice's StunProtocol calls ``self.receiver.data_received``.
     connection.data_received = on_data
     connection.request_received = on_request
+    return True
+
+
+def take_turns(pc: RTCPeerConnection) -> bool:
+    """Make ``pc``'s DTLS reader give the event loop a turn before each datagram.
+
+    aioice queues what arrives and aiortc's DTLS task takes it with ``await
+    queue.get()``, which does not yield while the queue holds anything: a link with
+    a backlog (a flood of big messages) was read, and every message handled, in one
+    step, while the other links waited (their answers took 0.5-1 s here). With a
+    turn per datagram, links take turns. Call after ``createDataChannel``.
+    """
+    try:
+        ice = pc.sctp.transport.transport  # type: ignore[union-attr]
+        recv = ice._recv
+    except AttributeError:
+        return False
+
+    async def after_a_turn() -> Any:
+        await asyncio.sleep(0)
+        return await recv()
+
+    ice._recv = after_a_turn
     return True
 
 

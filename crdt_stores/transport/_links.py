@@ -30,6 +30,7 @@ from ._aiortc import (
     ice_scope,
     probe,
     take_over_consent,
+    take_turns,
     tune_sctp,
     watch_datagrams,
 )
@@ -106,6 +107,7 @@ class Links:
         else:
             self._peers[peer] = link
         tune_sctp(pc)
+        take_turns(pc)  # (a flooded link must not hold the others up)
 
         def heard() -> None:
             link.last_heard = time.monotonic()
