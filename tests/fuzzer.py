@@ -362,10 +362,9 @@ def _consistent(replica: Any) -> None:
         raise Finding("the replica disagrees with its own document")
 
 
-def run(target: str, data: list[bytes]) -> None:
-    """Feed one input to a fresh peer; raise ``Finding`` if an oracle breaks."""
+def _fresh_peer() -> tuple[Any, Any]:
+    """A peer linked to "m", holding store "s" with the honest session's first updates."""
     from crdt_stores.protocol import SyncEngine
-    from crdt_stores.replica import UpdateError
 
     _, updates = seeds()
     engine = SyncEngine("v")
@@ -373,6 +372,14 @@ def run(target: str, data: list[bytes]) -> None:
     replica = engine.create_store("s")
     for update in updates[:3]:
         replica.apply(update)
+    return engine, replica
+
+
+def run(target: str, data: list[bytes]) -> None:
+    """Feed one input to a fresh peer; raise ``Finding`` if an oracle breaks."""
+    from crdt_stores.replica import UpdateError
+
+    engine, replica = _fresh_peer()
     started = time.process_time()
     try:
         if target == "update":
@@ -403,15 +410,9 @@ def outcome(target: str, data: list[bytes]) -> str:
     """What a fresh peer makes of one input, as a digest: each update accepted or refused
     (and why), the counters, events and values. The compiled and the pure Python
     package must agree on every input (``tests/test_compiled.py``)."""
-    from crdt_stores.protocol import SyncEngine
     from crdt_stores.replica import UpdateError
 
-    _, updates = seeds()
-    engine = SyncEngine("v")
-    engine.link_up("m", 0.0)
-    replica = engine.create_store("s")
-    for update in updates[:3]:
-        replica.apply(update)
+    engine, replica = _fresh_peer()
     results: list[object] = []
     if target == "update":
         for update in data:

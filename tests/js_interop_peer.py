@@ -20,13 +20,13 @@ Errors answer ``{"error": "..."}``; end of input ends the script.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import cbor2
 
 from crdt_stores.protocol import SyncEngine
+from tests.helpers.json_lines import serve
 
 
 def handle(engine: SyncEngine, command: dict[str, Any]) -> dict[str, Any]:
@@ -67,15 +67,7 @@ def handle(engine: SyncEngine, command: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     engine = SyncEngine(sys.argv[1] if len(sys.argv) > 1 else "py")
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            answer = handle(engine, json.loads(line))
-        except Exception as exc:  # answered, not fatal: the test reports it
-            answer = {"error": f"{type(exc).__name__}: {exc}"}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+    serve(lambda command: handle(engine, command))
 
 
 if __name__ == "__main__":

@@ -13,34 +13,26 @@ Errors answer ``{"error": "..."}``; end of input ends the script.
 
 from __future__ import annotations
 
-import json
-import sys
+from typing import Any
 
 from crdt_stores import updates
 from crdt_stores.config import SyncConfig
+from tests.helpers.json_lines import serve
+
+MAX_VALUE_BYTES = SyncConfig().max_value_bytes
 
 
-def main() -> None:
-    max_value_bytes = SyncConfig().max_value_bytes
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            command = json.loads(line)
-            read = updates.read(
-                bytes.fromhex(command["update"]),
-                max_units=1 << 62,
-                max_value_bytes=max_value_bytes,
-                check_entries=False,
-                keep_structs=True,
-            )
-            parts = updates.split(read, command["max_bytes"], command["max_units"])
-            answer = {"units": read.units, "parts": [part.hex() for part in parts]}
-        except Exception as exc:  # answered, not fatal: the test reports it
-            answer = {"error": f"{type(exc).__name__}: {exc}"}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+def split(command: dict[str, Any]) -> dict[str, Any]:
+    read = updates.read(
+        bytes.fromhex(command["update"]),
+        max_units=1 << 62,
+        max_value_bytes=MAX_VALUE_BYTES,
+        check_entries=False,
+        keep_structs=True,
+    )
+    parts = updates.split(read, command["max_bytes"], command["max_units"])
+    return {"units": read.units, "parts": [part.hex() for part in parts]}
 
 
 if __name__ == "__main__":
-    main()
+    serve(split)

@@ -70,3 +70,15 @@ function inspect(value) {
     typeof v === "bigint" ? `${v}n` : v instanceof Float ? `Float(${v.value})` : Object.is(v, -0) ? "-0" : v,
   );
 }
+
+/** A seeded PRNG (mulberry32): uniform in [0, 1). */
+export function seeded(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -8,20 +8,9 @@ import { test } from "node:test";
 import { Meeting } from "../src/meeting.js";
 import { MeshConfig, Topology } from "../src/mesh.js";
 import { WebRTCTransport } from "../src/transport/webrtc.js";
+import { seeded } from "./helpers.js";
 
 const CONFIG = new MeshConfig({ fullMeshMax: 8 }); // degrees 4 / 6 / 12
-
-/** A seeded PRNG (mulberry32): uniform in [0, 1). */
-function seeded(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const peers = (n, prefix = "p") => Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(3, "0")}`);
 

@@ -10,11 +10,11 @@ import { PYTHON, ROOT } from "./rooms.js";
 
 const SCRIPT = `${ROOT}tests/js_interop_peer.py`;
 
-/** The Python engine behind a child process: one JSON line in, one out. */
-export class PythonEngine {
-  constructor(peerId, answerTimeoutMs = 10_000) {
+/** A Python script in a child process, driven one JSON line in, one answer line out. */
+export class PythonProcess {
+  constructor(script, args = [], answerTimeoutMs = 10_000) {
     this.answerTimeoutMs = answerTimeoutMs;
-    this.child = spawn(PYTHON, [SCRIPT, peerId], {
+    this.child = spawn(PYTHON, [script, ...args], {
       cwd: ROOT,
       env: { ...process.env, PYTHONPATH: ROOT },
       stdio: ["pipe", "pipe", "pipe"],
@@ -37,7 +37,7 @@ export class PythonEngine {
   call(command) {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`no answer to ${command.op} in ${this.answerTimeoutMs} ms: ${this.stderr}`)),
+        () => reject(new Error(`no answer to ${command.op ?? "a command"} in ${this.answerTimeoutMs} ms: ${this.stderr}`)),
         this.answerTimeoutMs,
       );
       this.waiting.push({
@@ -55,6 +55,18 @@ export class PythonEngine {
     });
   }
 
+  close() {
+    this.child.stdin.end();
+    this.child.kill();
+  }
+}
+
+/** The Python engine behind a child process (tests/js_interop_peer.py). */
+export class PythonEngine extends PythonProcess {
+  constructor(peerId, answerTimeoutMs = 10_000) {
+    super(SCRIPT, [peerId], answerTimeoutMs);
+  }
+
   write(store, write, ...args) {
     return this.call({ op: "write", store, write, args: toHex(encodeArgs(args)) });
   }
@@ -62,11 +74,6 @@ export class PythonEngine {
   async values(store) {
     const { values } = await this.call({ op: "values", store });
     return fromCbor(decode(fromHex(values)));
-  }
-
-  close() {
-    this.child.stdin.end();
-    this.child.kill();
   }
 }
 

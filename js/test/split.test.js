@@ -8,56 +8,26 @@
 // The Python interpreter: $CRDT_STORES_PYTHON, by default the repository's venv.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { StoreReplica } from "../src/replica.js";
 import { readUpdate, split } from "../src/updates.js";
 import { DEFAULT_MAX_VALUE_BYTES, sameValue } from "../src/values.js";
-import { fromHex, toHex } from "./helpers.js";
+import { fromHex, seeded, toHex } from "./helpers.js";
+import { PythonProcess } from "./python_engine.js";
+import { PYTHON, ROOT } from "./rooms.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const PYTHON = process.env.CRDT_STORES_PYTHON || `${ROOT}.venv/bin/python`;
 const SCRIPT = `${ROOT}tests/js_split_peer.py`;
 const ANSWER_TIMEOUT_MS = 30_000;
 
-class PythonSplitter {
+/** Python's split behind a child process (tests/js_split_peer.py). */
+class PythonSplitter extends PythonProcess {
   constructor() {
-    this.child = spawn(PYTHON, [SCRIPT], { cwd: ROOT, env: { ...process.env, PYTHONPATH: ROOT } });
-    this.stderr = "";
-    this.child.stderr.on("data", (data) => {
-      this.stderr += data;
-    });
-    this.waiting = [];
-    createInterface({ input: this.child.stdout }).on("line", (line) => this.waiting.shift()?.resolve(JSON.parse(line)));
-    this.child.on("exit", (code) => {
-      for (const waiter of this.waiting.splice(0)) waiter.reject(new Error(`python exited (${code}): ${this.stderr}`));
-    });
+    super(SCRIPT, [], ANSWER_TIMEOUT_MS);
   }
 
   split(update, maxBytes, maxUnits) {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no answer in ${ANSWER_TIMEOUT_MS} ms: ${this.stderr}`)), ANSWER_TIMEOUT_MS);
-      this.waiting.push({
-        resolve: (answer) => {
-          clearTimeout(timer);
-          if (answer.error) reject(new Error(`python: ${answer.error}`));
-          else resolve(answer);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
-      this.child.stdin.write(`${JSON.stringify({ update: toHex(update), max_bytes: maxBytes, max_units: maxUnits })}\n`);
-    });
-  }
-
-  close() {
-    this.child.stdin.end();
-    this.child.kill();
+    return this.call({ update: toHex(update), max_bytes: maxBytes, max_units: maxUnits });
   }
 }
 
@@ -67,18 +37,6 @@ before(() => {
   python = new PythonSplitter();
 });
 after(() => python?.close());
-
-/** A seeded PRNG (mulberry32). */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const read = (data) =>
   readUpdate(data, { maxUnits: Number.MAX_SAFE_INTEGER, maxValueBytes: DEFAULT_MAX_VALUE_BYTES, checkEntries: false, keepStructs: true });
@@ -92,7 +50,7 @@ function syncAll(replicas) {
 
 /** Random writes by 1-3 writers, sometimes synced in between: the updates to split. */
 function randomCase(seed) {
-  const random = prng(seed);
+  const random = seeded(seed);
   const pick = (n) => Math.floor(random() * n);
   const writers = Array.from({ length: 1 + pick(3) }, (_, i) => replica("s", 1000 + seed * 7 + i));
   const steps = 5 + pick(60);
