@@ -1,8 +1,9 @@
 """Throughput: every peer writes (set and update mixed) as fast as it can for a while.
 
-One process per peer. Each peer writes for 0.5 s, yielding to its event loop
-every 50 writes; the clock stops when every peer holds every other peer's writes
-(its state vector covers the union of all writers' final ones). Reported: all
+One process per peer. Each peer collects its garbage (``worker.settle``), then
+writes for 0.5 s, yielding to its event loop every 50 writes; the clock stops when
+every peer holds every other peer's writes (its state vector covers the union of
+all writers' final ones). Reported: all
 writes divided by the time from the first write to full convergence (the median
 of three runs; one with ``--quick``).
 The baseline runs the same workload through pycrdt's websocket server (star):
@@ -41,6 +42,10 @@ async def measure(
                 await worker.send(op="wait_peers", count=peers - 1)
             for worker in workers:
                 await worker.expect("ready")
+        for worker in workers:  # (the same collector state everywhere: see worker.settle)
+            await worker.send(op="settle")
+        for worker in workers:
+            await worker.expect("settled", 60)
         for i, worker in enumerate(workers):
             await worker.send(op="flood", seconds=seconds, seed=i)
         written = [await w.expect("written", seconds + 120) for w in workers]

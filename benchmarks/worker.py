@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import random
 import sys
@@ -61,6 +62,18 @@ def latency_frames(count: int) -> list[bytes]:
     return frames
 
 
+def settle() -> None:
+    """Collect garbage before a measured window, in every worker of every implementation.
+
+    The window then starts from the same collector state everywhere: otherwise where
+    each process's first full collection (of everything imported at startup, ~0.1 s)
+    falls is an accident of its import-time allocations, inside a 0.5 s window for
+    one implementation and just after it for another.
+    """
+    gc.collect()
+    say("settled")
+
+
 async def flood(write: Any, name: str, seconds: float, seed: int) -> tuple[int, float, float]:
     """Write set/update mixed as fast as possible for ``seconds``; yields every 50."""
     rng = random.Random(seed)
@@ -105,6 +118,8 @@ async def crdt(params: dict[str, Any]) -> None:
             started = now()
             await store.set("k", latency_value(command["i"]))
             say("sent", i=command["i"], t=started)
+        elif op == "settle":
+            settle()
         elif op == "flood":
 
             async def write(key: str, n: int, store: Any = store) -> None:
@@ -247,6 +262,8 @@ async def pycrdt(params: dict[str, Any]) -> None:
             started = now()
             client.data["k"] = latency_value(command["i"])
             say("sent", i=command["i"], t=started)
+        elif op == "settle":
+            settle()
         elif op == "flood":
             data = client.data
 
