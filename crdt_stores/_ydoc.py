@@ -25,7 +25,7 @@ from pycrdt import Doc, Map
 from pycrdt._pycrdt import Array as _RawArray
 from pycrdt._pycrdt import ArrayEvent as _RawArrayEvent
 
-__all__ = ["ArrayDelta", "YArray", "YDoc", "YTransaction", "weakly"]
+__all__ = ["ArrayDelta", "YArray", "YDoc", "YTransaction"]
 
 YArray = Any
 """A writer's array (pycrdt's Rust ``Array``): a handle only ``YDoc`` operates on."""
@@ -49,10 +49,19 @@ class YDoc:
     ``on_writers(keys)`` for changes of the map itself (pycrdt's ``{key: {"action",
     "newValue"...}}``); then, for every one, ``on_transaction`` with its Yjs update and
     encoded delete set if it was local (``local`` set while it ran), else None and None.
-    Pass them through ``weakly``.
+    They must be bound methods; they are held weakly (``_weak_parts``).
     """
 
-    __slots__ = ("__weakref__", "_doc", "_raw", "_subscriptions", "_writers", "client_id", "local")
+    __slots__ = (
+        "__weakref__",
+        "_doc",
+        "_raw",
+        "_subscriptions",
+        "_writers",
+        "begin",
+        "client_id",
+        "local",
+    )
 
     def __init__(
         self,
@@ -66,19 +75,26 @@ class YDoc:
         self._writers = self._doc.get("writers", type=Map).integrated
         self.client_id: int = self._doc.client_id
         self.local = False  # the running transaction is a local write: report its update
+        # Open a transaction: pycrdt's own method (no Python frame on the hot path).
+        self.begin: Callable[[], YTransaction] = self._raw.create_transaction
 
         this = weakref.ref(self)
+        # (the owners' functions and weak references, unpacked: one frame per call)
+        transaction_owner, transaction_done = _weak_parts(on_transaction)
+        array_owner, array_changed = _weak_parts(on_array)
+        writers_owner, writers_changed = _weak_parts(on_writers)
 
         def transaction(event: Any) -> None:
             doc = this()
-            if doc is None:
+            owner = transaction_owner()
+            if doc is None or owner is None:
                 return
             if doc.local:
                 update = event.update
                 if update and update != _EMPTY_UPDATE:
-                    on_transaction(update, event.delete_set)
+                    transaction_done(owner, update, event.delete_set)
                     return
-            on_transaction(None, None)
+            transaction_done(owner, None, None)
 
         def deep(events: list[Any]) -> None:
             doc = this()
@@ -87,10 +103,13 @@ class YDoc:
             for event in events:
                 path = event.path
                 if type(event) is _RawArrayEvent:
-                    if len(path) == 1:
-                        on_array(str(path[0]), event.delta)  # type: ignore[attr-defined]
+                    owner = array_owner()
+                    if len(path) == 1 and owner is not None:
+                        array_changed(owner, str(path[0]), event.delta)  # type: ignore[attr-defined]
                 elif not path:  # the writers map itself
-                    on_writers(event.keys)
+                    owner = writers_owner()
+                    if owner is not None:
+                        writers_changed(owner, event.keys)
 
         # Dropping a subscription unsubscribes it: they live as long as the document.
         self._subscriptions = (
@@ -100,16 +119,14 @@ class YDoc:
 
     # -- transactions ---------------------------------------------------------------
 
-    def begin(self) -> YTransaction:
-        return self._raw.create_transaction()
-
-    @staticmethod
-    def end(txn: YTransaction) -> None:
-        """Commit (observers run now) and release the transaction, even if commit raises."""
+    def end(self, txn: YTransaction) -> None:
+        """Commit (observers run now) and release the transaction, even if commit
+        raises; the next one is not ``local`` unless marked so."""
         try:
             txn.commit()
         finally:
             txn.drop()
+            self.local = False
 
     # -- the document ---------------------------------------------------------------
 
@@ -146,13 +163,10 @@ class YDoc:
     def is_array(value: object) -> bool:
         return type(value) is _RawArray
 
-    @staticmethod
-    def insert(txn: YTransaction, array: YArray, index: int, value: bytes) -> None:
-        array.insert(txn, index, value)
-
-    @staticmethod
-    def remove(txn: YTransaction, array: YArray, start: int, length: int) -> None:
-        array.remove_range(txn, start, length)
+    # ``insert(array, txn, index, value)`` and ``remove(array, txn, start, length)``:
+    # pycrdt's own methods (a writer's every write calls them).
+    insert: Callable[[YArray, YTransaction, int, bytes], None] = staticmethod(_RawArray.insert)
+    remove: Callable[[YArray, YTransaction, int, int], None] = staticmethod(_RawArray.remove_range)
 
     @staticmethod
     def items(txn: YTransaction, array: YArray) -> list[Any]:
@@ -160,15 +174,8 @@ class YDoc:
         return [array.get(txn, i) for i in range(array.len(txn))]
 
 
-def weakly(method: Callable[..., None]) -> Callable[..., None]:
-    """``method`` as a callback that does not keep its object alive (a cycle through
-    pycrdt's Rust objects is invisible to Python's garbage collector)."""
-    ref = weakref.ref(method.__self__)  # type: ignore[attr-defined]
-    function = method.__func__  # type: ignore[attr-defined]
-
-    def call(*args: Any) -> None:
-        target = ref()
-        if target is not None:
-            function(target, *args)
-
-    return call
+def _weak_parts(method: Callable[..., None]) -> tuple[weakref.ref[Any], Callable[..., None]]:
+    """A bound method as a weak reference to its object and its function: observers
+    must not keep their owner alive (a cycle through pycrdt's Rust objects is
+    invisible to Python's garbage collector, and every replica would leak)."""
+    return weakref.ref(method.__self__), method.__func__  # type: ignore[attr-defined]

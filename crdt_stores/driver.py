@@ -111,9 +111,9 @@ class Driver:
 
     def write(self, store: str, operation: str, args: tuple[Any, ...], emit: bool) -> None:
         """A local write: applied now, queued for every link; subscribers see it if ``emit``."""
-        if self.state != "joined":
+        engine = self.engine
+        if self.state != "joined" or engine is None:
             raise RuntimeError(f"cannot write: the meeting is {self.state}")
-        engine = self.engine_or_raise()
         self._emit_local = emit
         try:
             engine.write(store, operation, *args)  # validates first: bad input changes nothing

@@ -49,7 +49,8 @@ class Outbox:
     def queue(self, name: str, deltas: list[tuple[bytes, int]]) -> None:
         """Local deltas of store ``name``, for every link at the next flush."""
         self._local.setdefault(name, []).extend(deltas)
-        self.pending_bytes += sum(len(d) for d, _ in deltas)
+        for delta, _ in deltas:  # (usually one: a loop costs less than sum() of a generator)
+            self.pending_bytes += len(delta)
 
     def has_local(self) -> bool:
         return bool(self._local)

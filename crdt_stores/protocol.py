@@ -107,16 +107,18 @@ class SyncEngine:
         """A local write to store ``name``: ``operation`` is one of ``WRITE_OPERATIONS``
         with that method's arguments. Bad input raises and changes nothing; the delta
         is queued for every link and the change reported as a ``StoreChanged`` event."""
-        self._stores.write(name, operation, args)
-        self.commit(name)
+        self._commit(self._stores.write(name, operation, args))
 
     def commit(self, name: str) -> None:
         """Queue the local deltas of store ``name`` for every link (and report its changes)."""
-        replica = self._stores[name]
-        self._stores.collect(replica)
+        self._commit(self._stores[name])
+
+    def _commit(self, replica: StoreReplica) -> None:
+        if replica.changes:  # (the usual case, for a local write, costs no call)
+            self._stores.collect(replica)
         deltas = replica.take_outbox_items()
         if deltas:
-            self._outbox.queue(name, deltas)
+            self._outbox.queue(replica.name, deltas)
 
     # -- links --------------------------------------------------------------------
 

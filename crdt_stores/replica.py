@@ -21,7 +21,7 @@ import cbor2
 from pycrdt import merge_updates
 
 from . import _statevector, updates
-from ._ydoc import YDoc, YTransaction, weakly
+from ._ydoc import YDoc, YTransaction
 from .budget import Budget
 from .entries import (
     DELETE,
@@ -86,14 +86,10 @@ class StoreReplica:
         self.changes: list[Changes] = []
         # What the replica knows of its document (mirrors, key lists, values).
         self._m = Mirror(max_value_bytes)
-        # The document, through the adapter that holds pycrdt's private API. Its
-        # observers hold the replica and the mirror weakly: a cycle through pycrdt's Rust
-        # objects is invisible to Python's garbage collector, and every replica would leak.
+        # The document, through the adapter that holds pycrdt's private API (its
+        # observers hold the replica and the mirror weakly).
         self._y = self._m.y = YDoc(
-            client_id,
-            weakly(self._on_transaction),
-            weakly(self._m.on_array),
-            weakly(self._m.on_writers),
+            client_id, self._on_transaction, self._m.on_array, self._m.on_writers
         )
         self._author = self._y.client_id
         self._me = str(self._author)
@@ -240,14 +236,22 @@ class StoreReplica:
                     dead.extend(existing)  # our own reset, ordered last: all of it is dead
                 else:
                     dead.extend(_dead([*existing, entry], self._author))
-        for start, stop in _chunks(blobs):
-            if stop < len(blobs):
-                self._append(blobs[start:stop], entries[start:stop], None)
-            else:  # the deletions go last, with the last appends (indices stay valid)
-                self._m.forget(self._append(blobs[start:stop], entries[start:stop], dead), dead)
+        if len(blobs) == 1:  # the usual write
+            doomed = self._append(blobs, entries, dead)
+            if dead:
+                self._m.forget(doomed, dead)
+        else:
+            for start, stop in _chunks(blobs):
+                if stop < len(blobs):
+                    self._append(blobs[start:stop], entries[start:stop], None)
+                else:  # the deletions go last, with the last appends (indices stay valid)
+                    doomed = self._append(blobs[start:stop], entries[start:stop], dead)
+                    self._m.forget(doomed, dead)
         self._m.lamport = lamport
         # This replica knows what it changed: no need to decode its own observer events.
-        self._local_done(self._m.add_local(entries))
+        changes = self._m.add_local(entries)
+        if changes and self.track_changes:
+            self.changes.append((changes, True))
         if self._held:
             self._release_held()  # parts that waited for these clocks of ours
 
@@ -268,35 +272,34 @@ class StoreReplica:
                 structs += 1
             mirror = self._m.mirrors[self._me]
             base = len(mirror)
+            insert = y.insert
             for offset, blob in enumerate(blobs):
-                y.insert(txn, mine, base + offset, blob)
+                insert(mine, txn, base + offset, blob)
             doomed = self._delete(txn, dead) if dead else {}
         finally:
-            self._commit(txn)
-        start = self._sv_dict.get(self._author, 0) if self._sv_dict is not None else None
-        if structs and self._sv_dict is not None:
-            self._sv_dict[self._author] = self._sv_dict.get(self._author, 0) + structs
-        # items: a struct and a value per entry, the array, a delete range per dead entry
-        self._take_txn_update(2 * len(blobs) + 1 + len(dead or ()), start)
+            y.end(txn)
+        sv = self._sv_dict
+        start = None
+        if sv is not None:
+            start = sv.get(self._author, 0)
+            sv[self._author] = start + structs
+        update, deletes = self._txn_update, self._txn_deletes
+        if update is not None:
+            self._txn_update = self._txn_deletes = None
+            # items: a struct and a value per entry, the array, a delete range per dead entry
+            self._outbox.append((update, 2 * len(blobs) + 1 + len(dead or ())))
+            batch = self._batch
+            if not batch:
+                self._batch_start = start
+            if len(batch) < _BATCH_MAX and deletes is not None:
+                batch.append((update, deletes))
+            else:
+                self._batch_start = None  # not all remembered: this batch is not squashed
         for offset, entry in enumerate(entries):
             entry.writer = self._me
             entry.pos = base + offset
         mirror.extend(entries)
         return doomed
-
-    def _take_txn_update(self, items: int, start: int | None) -> None:
-        update, deletes = self._txn_update, self._txn_deletes
-        self._txn_update = self._txn_deletes = None
-        if update is None:
-            return
-        self._outbox.append((update, items))
-        batch = self._batch
-        if not batch:
-            self._batch_start = start
-        if len(batch) < _BATCH_MAX and deletes is not None:
-            batch.append((update, deletes))
-        else:
-            self._batch_start = None  # not all remembered: this batch is not squashed
 
     def squash(self, deltas: list[tuple[bytes, int]]) -> tuple[bytes, int] | None:
         """``deltas`` as one update whose structs Yrs has squashed, if they are exactly
@@ -308,13 +311,13 @@ class StoreReplica:
         """
         batch, start = self._batch, self._batch_start
         self._batch, self._batch_start = [], None
-        if (
-            len(deltas) < 2
-            or start is None
-            or len(batch) != len(deltas)
-            or any(mine[0] is not given[0] for mine, given in zip(batch, deltas, strict=True))
-        ):
+        if len(deltas) < 2 or start is None or len(batch) != len(deltas):
             return None
+        items = 0
+        for mine, given in zip(batch, deltas, strict=True):
+            if mine[0] is not given[0]:
+                return None
+            items += given[1]
         since = dict(self.state_vector_dict())
         since[self._author] = start
         structs = self._y.update(_statevector.encode(since))  # this writer's structs, then
@@ -323,14 +326,14 @@ class StoreReplica:
         if everything[:1] != b"\x00" or not structs.endswith(tail):
             return None
         deletes = merge_updates(*[b"\x00" + d for _, d in batch])  # the batch's only
-        return structs[: len(structs) - len(tail)] + deletes[1:], sum(n for _, n in deltas)
+        return structs[: len(structs) - len(tail)] + deletes[1:], items
 
     def _delete(self, txn: YTransaction, entries: list[Entry]) -> dict[str, list[int]]:
         """Delete entries from their writers' arrays; returns the indices, per writer."""
         if len(entries) == 1:  # the usual overwrite
             entry = entries[0]
             index = self._m.index_of(entry)
-            self._y.remove(txn, self._m.arrays[entry.writer], index, 1)
+            self._y.remove(self._m.arrays[entry.writer], txn, index, 1)
             return {entry.writer: [index]}
         by_writer: dict[str, list[Entry]] = {}
         for entry in entries:
@@ -345,18 +348,8 @@ class StoreReplica:
                 indices = sorted({self._m.index_of(e) for e in doomed_entries})
             doomed[writer] = indices
             for start, length in runs(indices):
-                self._y.remove(txn, array, start, length)
+                self._y.remove(array, txn, start, length)
         return doomed
-
-    def _local_done(self, changes: dict[str, Any]) -> None:
-        if changes and self.track_changes:
-            self.changes.append((changes, True))
-
-    def _commit(self, txn: YTransaction) -> None:
-        try:
-            self._y.end(txn)
-        finally:
-            self._y.local = False
 
     # -- remote updates ----------------------------------------------------------
 
@@ -434,7 +427,7 @@ class StoreReplica:
         except BaseException as exc:  # pyo3 PanicException derives from BaseException
             failure = exc
         try:
-            self._commit(txn)
+            self._y.end(txn)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:

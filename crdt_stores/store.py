@@ -139,7 +139,7 @@ class Store:
         return self._write(emit, "clear")
 
     def _write(self, emit: bool, operation: str, *args: Any) -> Write:
-        self._session.write(self.name, operation, args, emit)
+        self._session.write(self._replica.name, operation, args, emit)
         return Write(self._session)
 
     # -- reads --------------------------------------------------------------------

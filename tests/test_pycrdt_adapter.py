@@ -12,7 +12,7 @@ import pytest
 from pycrdt import Array, Doc, Map
 
 from crdt_stores import _statevector
-from crdt_stores._ydoc import YDoc, weakly
+from crdt_stores._ydoc import YDoc
 from crdt_stores.replica import StoreReplica
 
 from .test_hostile import PANICKING_UPDATE
@@ -47,10 +47,9 @@ def write(doc: YDoc, writer: str, blobs: list[bytes]) -> None:
         array = arrays[writer] if writer in arrays else doc.new_array(txn, writer)
         base = len(doc.items(txn, array))
         for offset, blob in enumerate(blobs):
-            doc.insert(txn, array, base + offset, blob)
+            doc.insert(array, txn, base + offset, blob)
     finally:
         doc.end(txn)
-        doc.local = False
 
 
 def test_a_local_transaction_reports_its_update_and_no_events() -> None:
@@ -73,7 +72,7 @@ def test_a_local_transaction_reports_its_delete_set_encoded_as_in_an_update() ->
     txn = doc.begin()
     doc.local = True
     try:
-        doc.remove(txn, doc.arrays(txn)["7"], 0, 2)  # clocks 1 and 2
+        doc.remove(doc.arrays(txn)["7"], txn, 0, 2)  # clocks 1 and 2
     finally:
         doc.end(txn)
         doc.local = False
@@ -111,7 +110,7 @@ def test_a_remote_update_reports_new_arrays_then_inserts_and_deletes() -> None:
     before = writer.state_vector()
     txn = writer.begin()
     writer.local = True
-    writer.remove(txn, writer.arrays(txn)["5"], 1, 1)
+    writer.remove(writer.arrays(txn)["5"], txn, 1, 1)
     writer.end(txn)
     writer.local = False
     seen.log.clear()
@@ -195,9 +194,7 @@ def test_observers_hold_their_owner_weakly() -> None:
 
     class Owner:
         def __init__(self) -> None:
-            self.doc = YDoc(
-                1, weakly(self.on_transaction), weakly(self.on_array), weakly(self.on_writers)
-            )
+            self.doc = YDoc(1, self.on_transaction, self.on_array, self.on_writers)
 
         def on_transaction(self, update: bytes | None, deletes: bytes | None) -> None: ...
 
@@ -211,3 +208,22 @@ def test_observers_hold_their_owner_weakly() -> None:
     del owner
     gc.collect()
     assert ref() is None
+
+
+def test_end_leaves_the_next_transaction_not_local() -> None:
+    """A replica marks only its own writes local; ``end`` clears the mark, even when
+    the commit raises (else a remote update would be taken for a local write)."""
+
+    class Failing(Recorder):
+        def on_transaction(self, update: bytes | None, deletes: bytes | None) -> None:
+            raise RuntimeError("observer failed")
+
+    seen = Recorder()
+    doc = seen.doc(3)
+    write(doc, "3", [b"a"])
+    assert doc.local is False
+    failing = Failing()
+    doc = failing.doc(4)
+    with pytest.raises(RuntimeError, match="observer failed"):  # (pycrdt passes it on)
+        write(doc, "4", [b"a"])
+    assert doc.local is False
