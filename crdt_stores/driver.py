@@ -72,7 +72,7 @@ class Driver:
         self._emit_local = False  # the write being applied asked its own subscribers
         self._flush_scheduled = False
         self._last_flush = 0.0
-        self._congested = False
+        self.congested = False  # send queues over their limit: awaiting a write waits
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -132,9 +132,9 @@ class Driver:
 
     async def backpressure(self) -> None:
         """What awaiting a write waits for: send queues back under the limit."""
-        if self._congested and self.transport is not None:
+        if self.congested and self.transport is not None:
             await self.transport.drain(self._max_buffered // 2)
-            self._congested = self.transport.buffered_amount() > self._max_buffered
+            self.congested = self.transport.buffered_amount() > self._max_buffered
 
     def call(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run a user callback; an exception is logged, a coroutine becomes a task."""
@@ -330,7 +330,7 @@ class Driver:
             transport.send(peer, frame)
         self._dispatch()
         # Checked here, not on every write: writes wait while the network is behind.
-        self._congested = transport.buffered_amount() > self._max_buffered
+        self.congested = transport.buffered_amount() > self._max_buffered
         self._check_synced()
 
     # -- the timer ------------------------------------------------------------------

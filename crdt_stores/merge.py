@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import cbor2
 
-from .entries import APPEND, DELETE, MERGE, SET, ParsedEntry
+from .entries import APPEND, DELETE, LAMPORT_MAX, MERGE, SET, Op, ParsedEntry, encode_entry
 from .values import same_value
 
 __all__ = [
@@ -28,10 +28,12 @@ __all__ = [
     "dominated",
     "entry_order",
     "fold",
+    "fold_local",
     "has_ties",
     "integrate",
     "make_entry",
     "order_ties",
+    "plan_local",
     "tiebreak",
 ]
 
@@ -144,6 +146,59 @@ def dead_entries(entries: list[Entry], author: int | None = None) -> list[Entry]
                 covered.update(entry.payload)
                 merges_after = True
     return dead
+
+
+def plan_local(
+    ops: list[Op], order: tuple[int, int], lamport_cbor: bytes, by_key: dict[str, list[Entry]]
+) -> tuple[list[Entry], list[bytes], list[Entry]]:
+    """A local write of ``ops`` at ``order``: its entries, their encoded blobs, and the
+    entries (of ``by_key``, each key's in merge order) they make dead; none at the
+    saturated clock, where a forged entry may order after ours."""
+    lamport, author = order
+    compact = lamport < LAMPORT_MAX
+    entries: list[Entry] = []
+    blobs: list[bytes] = []
+    dead: list[Entry] = []
+    for key, op, payload, blob in ops:
+        entry = Entry(key, op, payload, order)
+        entries.append(entry)
+        blobs.append(encode_entry(key, op, blob, lamport_cbor))
+        existing = by_key.get(key)
+        if existing and compact:
+            if op in (SET, DELETE):
+                dead.extend(existing)  # our own reset, ordered last: all of it is dead
+            else:
+                dead.extend(dead_entries([*existing, entry], author))
+    return entries, blobs, dead
+
+
+def fold_local(
+    by_key: dict[str, list[Entry]], values: dict[str, Any], entries: list[Entry]
+) -> dict[str, Any]:
+    """Fold a local write's entries (its superseded ones already gone from ``by_key``)
+    into ``by_key`` and ``values``; returns the changed values (MISSING: deleted)."""
+    changes: dict[str, Any] = {}
+    for entry in entries:
+        written = entry.key
+        assert written is not None
+        keyed = by_key.setdefault(written, [])
+        if keyed and keyed[-1].order >= entry.order:
+            # Only at the saturated clock: a forged entry may order after ours
+            # (a bigger writer id) or equal to it (then by content), as on every peer.
+            keyed.append(entry)
+            keyed.sort(key=entry_order)
+            order_ties(keyed)
+            value = fold(keyed)
+        else:
+            keyed.append(entry)  # the newest order: last
+            # Dead entries never changed the fold, so the old value is the base.
+            value = apply_op(values.get(written, MISSING), entry)
+        if value is MISSING:
+            values.pop(written, None)
+        else:
+            values[written] = value
+        changes[written] = value
+    return changes
 
 
 def tiebreak(entry: Entry) -> tuple[tuple[int, int], bytes]:

@@ -17,7 +17,6 @@ from .merge import (
     INERT,
     MISSING,
     Entry,
-    apply_op,
     entry_order,
     fold,
     integrate,
@@ -47,34 +46,6 @@ class Mirror:
         self.removed: list[Entry] = []
         self.new_arrays: dict[str, YArray] = {}
         self.needs_rebuild = False
-
-    def add_local(self, entries: list[Entry]) -> dict[str, Any]:
-        """Entries of this replica's own write (its superseded ones already forgotten):
-        fold them into the values; returns the changed values."""
-        by_key = self.by_key
-        values = self.values
-        changes: dict[str, Any] = {}
-        for entry in entries:
-            written = entry.key
-            assert written is not None
-            keyed = by_key.setdefault(written, [])
-            if keyed and keyed[-1].order >= entry.order:
-                # Only at the saturated clock: a forged entry may order after ours
-                # (a bigger writer id) or equal to it (then by content), as on every peer.
-                keyed.append(entry)
-                keyed.sort(key=entry_order)
-                order_ties(keyed)
-                value = fold(keyed)
-            else:
-                keyed.append(entry)  # the newest order: last
-                # Dead entries never changed the fold, so the old value is the base.
-                value = apply_op(values.get(written, MISSING), entry)
-            if value is MISSING:
-                values.pop(written, None)
-            else:
-                values[written] = value
-            changes[written] = value
-        return changes
 
     def changed(self) -> bool:
         """Whether the observers saw anything in the last remote transaction."""

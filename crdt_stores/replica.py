@@ -24,20 +24,17 @@ from . import _statevector, updates
 from ._ydoc import YDoc, YTransaction
 from .budget import Budget
 from .entries import (
-    DELETE,
     LAMPORT_MAX,
-    SET,
     WILDCARD,
     Op,
     ParsedEntry,
     delete_op,
-    encode_entry,
     set_op,
     update_op,
     write_key,
 )
 from .held import HeldParts
-from .merge import MISSING, Entry
+from .merge import MISSING, Entry, fold_local, plan_local
 from .merge import dead_entries as _dead
 from .mirror import Mirror, runs
 from .values import DEFAULT_MAX_VALUE_BYTES
@@ -219,37 +216,25 @@ class StoreReplica:
         """
         if not ops:
             return
-        lamport = min(self._m.lamport + 1, LAMPORT_MAX)
-        order = (lamport, self._author)
-        tail = cbor2.dumps(lamport)
-        entries: list[Entry] = []
-        blobs: list[bytes] = []
-        dead: list[Entry] = []
-        by_key = self._m.by_key
-        for key, op, payload, blob in ops:
-            entry = Entry(key, op, payload, order)
-            entries.append(entry)
-            blobs.append(encode_entry(key, op, blob, tail))
-            existing = by_key.get(key)
-            if existing and lamport < LAMPORT_MAX:  # (at the saturated clock: no compaction)
-                if op in (SET, DELETE):
-                    dead.extend(existing)  # our own reset, ordered last: all of it is dead
-                else:
-                    dead.extend(_dead([*existing, entry], self._author))
+        m = self._m
+        lamport = min(m.lamport + 1, LAMPORT_MAX)
+        entries, blobs, dead = plan_local(
+            ops, (lamport, self._author), cbor2.dumps(lamport), m.by_key
+        )
         if len(blobs) == 1:  # the usual write
             doomed = self._append(blobs, entries, dead)
             if dead:
-                self._m.forget(doomed, dead)
+                m.forget(doomed, dead)
         else:
             for start, stop in _chunks(blobs):
                 if stop < len(blobs):
                     self._append(blobs[start:stop], entries[start:stop], None)
                 else:  # the deletions go last, with the last appends (indices stay valid)
                     doomed = self._append(blobs[start:stop], entries[start:stop], dead)
-                    self._m.forget(doomed, dead)
-        self._m.lamport = lamport
+                    m.forget(doomed, dead)
+        m.lamport = lamport
         # This replica knows what it changed: no need to decode its own observer events.
-        changes = self._m.add_local(entries)
+        changes = fold_local(m.by_key, m.values, entries)
         if changes and self.track_changes:
             self.changes.append((changes, True))
         if self._held:

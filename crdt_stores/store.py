@@ -31,6 +31,9 @@ class Session(Protocol):
     def call(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run a user callback (errors logged, coroutines scheduled)."""
 
+    congested: bool
+    """Whether this peer's send queues are over their limit (then ``backpressure`` waits)."""
+
     def backpressure(self) -> Awaitable[None]:
         """Wait while this peer's send queues are over their limit."""
 
@@ -51,7 +54,8 @@ class Write:
         self._session = session
 
     def __await__(self) -> Generator[Any, None, None]:
-        return self._session.backpressure().__await__()
+        if self._session.congested:  # (else no coroutine: most writes do not wait)
+            yield from self._session.backpressure().__await__()
 
     def __repr__(self) -> str:
         return "<Write (applied; await for flow control)>"

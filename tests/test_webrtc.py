@@ -210,6 +210,30 @@ async def test_handler_exception_does_not_close_the_connection(server, monkeypat
         await leave_all(a, b)
 
 
+async def test_awaiting_a_write_waits_while_the_send_queues_are_full(server) -> None:
+    """Flow control: a writer that awaits its writes never has more than
+    ``max_buffered_bytes`` queued on its links when an await returns."""
+    limit = 256 * 1024
+    a = await join(server.url, "a", max_buffered_bytes=limit)
+    b = await join(server.url, "b")
+    try:
+        store = a.stores.create("s")
+        await converge(a, b)
+        transport = a._driver.transport
+        assert transport is not None
+        waited = 0
+        for i in range(24):  # ~12 MB in all: far more than the limit
+            write = store.set(f"k{i}", f"{i}" + "y" * 500_000)
+            waited += a._driver.congested
+            await write
+            assert transport.buffered_amount() <= limit, i
+        assert waited, "no write found the queues full: the test did not test waiting"
+        await converge(a, b)
+        assert b.stores["s"].get("k23", "")[:3] == "23y"
+    finally:
+        await leave_all(a, b)
+
+
 async def test_leave_delivers_queued_writes(server) -> None:
     a = await join(server.url, "a")
     b = await join(server.url, "b")
