@@ -114,7 +114,7 @@ class SyncEngine:
         self._commit(self._stores[name])
 
     def _commit(self, replica: StoreReplica) -> None:
-        if replica.changes:  # (the usual case, for a local write, costs no call)
+        if replica.changes:  # (no call when nothing changed)
             self._stores.collect(replica)
         deltas = replica.take_outbox_items()
         if deltas:
