@@ -11,7 +11,8 @@ from outside the victim: whether it lives, its resident memory (VmRSS, peak VmHW
 and CPU time from /proc, how fast it answers a ping, and what it shows.
 Rows 9 and 10 are local (an honest bulk write; a failing apply), run in a
 subprocess of the code under test. Prints a table and writes
-``benchmarks/results/hostile.json``.
+``benchmarks/results/hostile.json`` (or ``--out``); a run in which a row could not be
+measured (an error, not an effect) writes nothing and exits non-zero.
 """
 
 from __future__ import annotations
@@ -61,13 +62,13 @@ def _cpu(pid: int) -> float:
 class Victim:
     """A victim process running the code at ``code``."""
 
-    def __init__(self, code: Path, url: str, peer_id: str) -> None:
+    def __init__(self, code: Path, url: str, room: str, peer_id: str) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = f"{code}{os.pathsep}{ROOT}"
         env["RUST_BACKTRACE"] = "0"
         self.peer_id = peer_id
         self.proc = subprocess.Popen(
-            [sys.executable, VICTIM, url, "room", peer_id],
+            [sys.executable, VICTIM, url, room, peer_id],
             cwd=code,
             env=env,
             stdin=subprocess.PIPE,
@@ -133,22 +134,24 @@ async def ping(attacker: Meeting, victim: str, value: int, timeout: float = 10) 
 
 
 class Room:
-    """Victims and an attacker in a fresh room."""
+    """Victims and an attacker in a fresh room (a room per row: the signaling server
+    keeps a peer id that left reserved for its previous session for a while)."""
 
-    def __init__(self, code: Path, url: str) -> None:
+    def __init__(self, code: Path, url: str, name: str) -> None:
         self.code = code
         self.url = url
+        self.name = name
         self.victims: list[Victim] = []
         self.attacker: Meeting | None = None
         self._pings = 0
 
     async def start(self, *victims: str) -> None:
         for name in victims:
-            victim = Victim(self.code, self.url, name)
+            victim = Victim(self.code, self.url, self.name, name)
             await victim.ready()
             self.victims.append(victim)
         self.attacker = await Meeting.join(
-            self.url, "room", peer_id="mallory", ice_addresses=ICE_ADDRESSES
+            self.url, self.name, peer_id="mallory", ice_addresses=ICE_ADDRESSES
         )
         deadline = time.monotonic() + 20
         while not all(v.peer_id in self.attacker.peers for v in self.victims):
@@ -472,7 +475,7 @@ async def measure(code: Path, rows: list[int], quick: bool) -> dict[int, dict[st
                 results[number] = await LOCAL_ROWS[number][1](code, quick)
                 continue
             _, victims, function = ROWS[number]
-            room = Room(code, server.url)
+            room = Room(code, server.url, f"row-{number}")
             try:
                 await room.start(*(["alice", "bob"] if victims == 2 else ["victim"]))
                 results[number] = await function(room)
@@ -490,6 +493,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", type=Path, help="an older checkout, measured first")
     parser.add_argument("--rows", type=int, nargs="*", default=[*ROWS, *LOCAL_ROWS])
     parser.add_argument("--quick", action="store_true", help="smaller bulk writes")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "hostile.json", help="where the results go"
+    )
     args = parser.parse_args(argv)
     rows = sorted(args.rows)
     runs: dict[str, dict[int, dict[str, Any]]] = {}
@@ -510,8 +516,16 @@ def main(argv: list[str] | None = None) -> None:
         title = ROWS[number][0] if number in ROWS else LOCAL_ROWS[number][0]
         table.add_row(str(number), title, *(runs[label][number]["effect"] for label in runs))
     Console(width=200).print(table)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "hostile.json"
+    failed = [
+        f"{label} row {number}"
+        for label, measured in runs.items()
+        for number, result in measured.items()
+        if result["effect"].startswith("error:")
+    ]
+    if failed:  # (a run that could not measure must not replace one that did)
+        raise SystemExit(f"not written: the benchmark failed on {', '.join(failed)}")
+    path: Path = args.out
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and set(rows) != {*ROWS, *LOCAL_ROWS}:  # a partial run: keep the rest
         kept = json.loads(path.read_text())["runs"]
         for label, measured in runs.items():

@@ -108,3 +108,22 @@ def test_every_plot_title_says_whether_the_run_was_quick(tmp_path, monkeypatch, 
         assert plots.plot(name, published[name], tmp_path, quick=quick) == tmp_path / f"{name}.png"
     assert titles.keys() == BENCHMARKS.keys()
     assert all(("quick run" in title) == quick for title in titles.values()), titles
+
+
+def test_hostile_benchmark_measures_rows_that_reuse_a_victim_id(tmp_path) -> None:
+    """Rows 1 and 8 both start a victim named "victim" (the signaling server keeps a
+    peer id that left reserved for its session for a while: each row has its own
+    room); both are measured against this checkout, and the file is written."""
+    out = tmp_path / "hostile.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hostile", "--rows", "1", "8", "--out", str(out)],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    after = json.loads(out.read_text())["runs"]["after"]
+    assert after["1"]["effect"] == "105-byte frame: alive"
+    assert after["8"]["effect"] == "refused"
