@@ -3,9 +3,8 @@
 One process per peer. Each peer collects its garbage (``worker.settle``), then
 writes for 0.5 s, yielding to its event loop every 50 writes; the clock stops when
 every peer holds every other peer's writes (its state vector covers the union of
-all writers' final ones). Reported: all
-writes divided by the time from the first write to full convergence (the median
-of three runs; one with ``--quick``).
+all writers' final ones). Reported: all writes divided by the time from the first
+write to full convergence (the median of three runs; one with ``--quick``).
 The baseline runs the same workload through pycrdt's websocket server (star):
 ``set`` writes a new nested Y.Map, ``update`` sets one field of it. ``--quick``
 skips the baseline at 8 peers (it alone takes about a minute to converge) and

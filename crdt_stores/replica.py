@@ -465,8 +465,6 @@ class StoreReplica:
 
 def _chunks(blobs: list[bytes]) -> list[tuple[int, int]]:
     """``[start, stop)`` runs of at most ``_TXN_ENTRIES`` entries and about ``_TXN_BYTES``."""
-    if len(blobs) == 1:
-        return [(0, 1)]
     runs = []
     start = 0
     while start < len(blobs):

@@ -11,16 +11,21 @@ import pytest
 from .netutil import ROOT, child_env
 
 
-@pytest.mark.timeout(900)
-def test_quick_benchmarks_run_and_write_results(tmp_path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
+def run_module(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m ARGS`` in a checkout-rooted child, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         env=child_env(),
         capture_output=True,
         text=True,
-        timeout=800,
+        timeout=timeout,
     )
+
+
+@pytest.mark.timeout(900)
+def test_quick_benchmarks_run_and_write_results(tmp_path) -> None:
+    done = run_module("benchmarks", "--quick", "--out", str(tmp_path), timeout=800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "latest.json").read_text())
     assert results["quick"] is True and results["cpus"] >= 1 and results["python"]
@@ -56,14 +61,7 @@ def test_runs_go_to_an_ignored_folder_by_default() -> None:
         ["git", "check-ignore", "-q", str(quick / "latest.json")], cwd=ROOT, check=False
     )
     assert ignored.returncode == 0, "benchmarks/runs/ is not in .gitignore"
-    helped = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--help"],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    helped = run_module("benchmarks", "--help", timeout=60)
     assert helped.returncode == 0 and "benchmarks/runs/" in helped.stdout
     assert "--publish" in helped.stdout
 
@@ -72,14 +70,7 @@ def test_runs_go_to_an_ignored_folder_by_default() -> None:
 def test_publish_is_refused_with_quick_or_out(extra: list[str]) -> None:
     published = ROOT / "benchmarks" / "results" / "latest.json"
     before = published.stat().st_mtime_ns if published.exists() else None
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--publish", *extra],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_module("benchmarks", "--publish", *extra, timeout=60)
     assert done.returncode != 0 and "--publish" in done.stderr
     assert (published.stat().st_mtime_ns if published.exists() else None) == before
     assert not (ROOT / "elsewhere").exists()
@@ -115,14 +106,7 @@ def test_hostile_benchmark_measures_rows_that_reuse_a_victim_id(tmp_path) -> Non
     peer id that left reserved for its session for a while: each row has its own
     room); both are measured against this checkout, and the file is written."""
     out = tmp_path / "hostile.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.hostile", "--rows", "1", "8", "--out", str(out)],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_module("benchmarks.hostile", "--rows", "1", "8", "--out", str(out), timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     after = json.loads(out.read_text())["runs"]["after"]
     assert after["1"]["effect"] == "105-byte frame: alive"
